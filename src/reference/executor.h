@@ -1,0 +1,34 @@
+// The reference executor: runs an ir::Graph node by node with the reference CPU kernels.
+// It is the ground truth clickrt's compiled engines are checked against: slow, simple, exact.
+//
+// Inputs are checked against the graph's declared dtypes and shapes (a symbol such as "batch"
+// must bind to one size across all inputs); errors name the input or node.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/tensor.h"
+#include "ir/graph.h"
+
+namespace clickrt::reference {
+
+using TensorMap = std::map<std::string, Tensor>;
+
+class Executor {
+ public:
+  // Fails if the graph has an unsupported op or does not verify. `graph` must outlive the executor.
+  static StatusOr<std::unique_ptr<Executor>> Create(const ir::Graph* graph);
+
+  // Runs the graph; returns every graph output by name. Thread-safe (no mutable state).
+  StatusOr<TensorMap> Run(const TensorMap& inputs) const;
+
+ private:
+  explicit Executor(const ir::Graph* g) : graph_(g) {}
+  Status CheckInputs(const TensorMap& inputs) const;
+
+  const ir::Graph* graph_;
+};
+
+}  // namespace clickrt::reference

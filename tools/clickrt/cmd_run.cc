@@ -1,0 +1,71 @@
+// `clickrt run`: score a model on given inputs with the reference executor.
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "import/onnx/onnx_importer.h"
+#include "reference/executor.h"
+#include "tensor_io.h"
+
+namespace clickrt::cli {
+namespace {
+
+struct RunOptions {
+  std::string model;
+  std::string inputs;
+  std::string save_outputs;
+  bool json = false;
+  int64_t max_print = 64;
+};
+
+Status Run(const RunOptions& o) {
+  ASSIGN_OR_RETURN(auto graph, onnx_import::ImportModel(o.model));
+  ASSIGN_OR_RETURN(auto exec, reference::Executor::Create(graph.get()));
+  ASSIGN_OR_RETURN(auto inputs, LoadInputs(o.inputs, *graph));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(auto outputs, exec->Run(inputs));
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (!o.save_outputs.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.save_outputs, ec);
+    if (ec) return NotFound("cannot create '" + o.save_outputs + "': " + ec.message());
+    for (const auto& [name, t] : outputs) {
+      RETURN_IF_ERROR(onnx_import::WriteTensorProtoFile(
+          t, name, (std::filesystem::path(o.save_outputs) / (name + ".pb")).string()));
+    }
+  }
+  if (o.json) {
+    std::cout << TensorsToJson(outputs) << "\n";
+    return Status::Ok();
+  }
+  for (const ir::Value* v : graph->outputs) PrintTensor(std::cout, v->name, outputs.at(v->name), o.max_print);
+  std::cerr << "ran " << graph->nodes().size() << " nodes with the reference executor in " << ms
+            << " ms\n";
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterRun(CLI::App& app, int* exit_code) {
+  auto opts = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "run", "Run an ONNX model on given inputs with the reference CPU executor and print outputs");
+  cmd->add_option("--model,-m", opts->model, "ONNX model file")->required();
+  cmd->add_option("--inputs,-i", opts->inputs,
+                  "Inputs: a folder of ONNX TensorProto files <input_name>.pb (or input_<i>.pb), "
+                  "or a JSON file {\"<input_name>\": nested arrays}")
+      ->required();
+  cmd->add_option("--save-outputs", opts->save_outputs,
+                  "Also write each output as <output_name>.pb (ONNX TensorProto) into this folder");
+  cmd->add_flag("--json", opts->json, "Print outputs as one JSON object instead of text");
+  cmd->add_option("--max-print", opts->max_print, "Values printed per output (text mode)")
+      ->capture_default_str();
+  cmd->callback([opts, exit_code] {
+    Status s = Run(*opts);
+    *exit_code = s.ok() ? 0 : Fail(s);
+  });
+}
+
+}  // namespace clickrt::cli

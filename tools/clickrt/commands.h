@@ -1,0 +1,18 @@
+// The `clickrt` subcommands. Each Register* adds a subcommand to the app; its callback returns the
+// process exit code through *exit_code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "clickrt/status.h"
+
+namespace clickrt::cli {
+
+void RegisterRun(CLI::App& app, int* exit_code);
+void RegisterInfo(CLI::App& app, int* exit_code);
+void RegisterDevices(CLI::App& app, int* exit_code);
+
+// Prints "error: <message>" to stderr and returns the exit code for a failed Status.
+int Fail(const Status& status);
+
+}  // namespace clickrt::cli

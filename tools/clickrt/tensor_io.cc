@@ -1,0 +1,152 @@
+#include "tensor_io.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "import/onnx/onnx_importer.h"
+
+namespace clickrt::cli {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+Status Flatten(const json& j, size_t depth, Dims* dims, std::vector<const json*>* leaves,
+               const std::string& name) {
+  if (j.is_array()) {
+    if (depth == dims->size()) {
+      if (!leaves->empty() && depth > 0) {
+        return InvalidArgument("input '" + name + "': nested arrays are ragged");
+      }
+      dims->push_back(static_cast<int64_t>(j.size()));
+    } else if ((*dims)[depth] != static_cast<int64_t>(j.size())) {
+      return InvalidArgument("input '" + name + "': nested arrays are ragged (" +
+                             std::to_string(j.size()) + " vs " + std::to_string((*dims)[depth]) +
+                             " at depth " + std::to_string(depth) + ")");
+    }
+    for (const json& e : j) RETURN_IF_ERROR(Flatten(e, depth + 1, dims, leaves, name));
+    return Status::Ok();
+  }
+  if (!j.is_number() && !j.is_boolean()) {
+    return InvalidArgument("input '" + name + "': expected numbers, found " + std::string(j.type_name()));
+  }
+  if (depth != dims->size()) return InvalidArgument("input '" + name + "': nested arrays are ragged");
+  leaves->push_back(&j);
+  return Status::Ok();
+}
+
+StatusOr<Tensor> FromJsonValue(const json& j, DType dtype, const std::string& name) {
+  Dims dims;
+  std::vector<const json*> leaves;
+  RETURN_IF_ERROR(Flatten(j, 0, &dims, &leaves, name));
+  ASSIGN_OR_RETURN(Tensor t, Tensor::Zeros(dtype, dims));
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    const json& v = *leaves[i];
+    double d = v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : v.get<double>();
+    switch (dtype) {
+      case DType::kFloat32: t.data<float>()[i] = static_cast<float>(d); break;
+      case DType::kFloat64: t.data<double>()[i] = d; break;
+      case DType::kInt64:
+        if (!v.is_number_integer()) return InvalidArgument("input '" + name + "' is int64 but holds " + v.dump());
+        t.data<int64_t>()[i] = v.get<int64_t>();
+        break;
+      case DType::kInt32:
+        if (!v.is_number_integer()) return InvalidArgument("input '" + name + "' is int32 but holds " + v.dump());
+        t.data<int32_t>()[i] = v.get<int32_t>();
+        break;
+      case DType::kBool: t.data<bool>()[i] = d != 0; break;
+      default:
+        return Unimplemented("input '" + name + "': JSON input of dtype " + DTypeName(dtype) +
+                             " is not supported; use a .pb tensor file");
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
+StatusOr<Tensor> TensorFromJson(const std::string& text, DType dtype, const std::string& name) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return InvalidArgument("input '" + name + "': not valid JSON");
+  return FromJsonValue(j, dtype, name);
+}
+
+StatusOr<reference::TensorMap> LoadInputs(const std::string& path, const ir::Graph& graph) {
+  reference::TensorMap out;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return NotFound("inputs '" + path + "' do not exist");
+  if (fs::is_directory(path, ec)) {
+    for (size_t i = 0; i < graph.inputs.size(); ++i) {
+      const std::string& name = graph.inputs[i]->name;
+      fs::path by_name = fs::path(path) / (name + ".pb");
+      fs::path by_index = fs::path(path) / ("input_" + std::to_string(i) + ".pb");
+      fs::path file = fs::exists(by_name) ? by_name : by_index;
+      if (!fs::exists(file)) {
+        return NotFound("missing input '" + name + "': neither " + by_name.string() + " nor " +
+                        by_index.string() + " exists");
+      }
+      ASSIGN_OR_RETURN(Tensor t, onnx_import::ReadTensorProtoFile(file.string()));
+      out[name] = std::move(t);
+    }
+    return out;
+  }
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j = json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return InvalidArgument(path + ": expected a JSON object {\"input_name\": [[...]], ...}");
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const ir::Value* v = graph.FindValue(it.key());
+    if (v == nullptr || !v->is_graph_input) {
+      std::string names;
+      for (const ir::Value* g : graph.inputs) names += (names.empty() ? "" : ", ") + g->name;
+      return InvalidArgument(path + ": unknown input '" + it.key() + "'; the model's inputs are: " + names);
+    }
+    auto t = FromJsonValue(it.value(), v->dtype, it.key());
+    if (!t.ok()) return t.status().WithContext(path);
+    out[it.key()] = std::move(t).value();
+  }
+  return out;
+}
+
+void PrintTensor(std::ostream& os, const std::string& name, const Tensor& t, int64_t max_values) {
+  os << name << ": " << t.Describe() << "\n";
+  const int64_t n = std::min<int64_t>(t.size(), max_values);
+  const int64_t row = t.rank() >= 1 && t.dims().back() > 0 ? t.dims().back() : 1;
+  os << std::setprecision(7);
+  for (int64_t i = 0; i < n; ++i) {
+    os << (i % row == 0 ? "  " : " ");
+    if (IsFloating(t.dtype())) {
+      os << t.GetAsDouble(i);
+    } else {
+      os << t.GetAsInt64(i);
+    }
+    if ((i + 1) % row == 0 || i + 1 == n) os << "\n";
+  }
+  if (n < t.size()) os << "  ... (" << t.size() - n << " more)\n";
+}
+
+std::string TensorsToJson(const reference::TensorMap& tensors) {
+  json j = json::object();
+  for (const auto& [name, t] : tensors) {
+    json data = json::array();
+    for (int64_t i = 0; i < t.size(); ++i) {
+      if (IsFloating(t.dtype())) {
+        data.push_back(t.GetAsDouble(i));
+      } else {
+        data.push_back(t.GetAsInt64(i));
+      }
+    }
+    j[name] = {{"dtype", DTypeName(t.dtype())}, {"shape", t.dims()}, {"data", data}};
+  }
+  return j.dump();
+}
+
+}  // namespace clickrt::cli
