@@ -9,9 +9,10 @@ namespace {
 struct OpInfo {
   OpKind op;
   const char* name;
+  const char* domain;
 };
 const OpInfo kOps[] = {
-#define CLICKRT_OP(n, onnx, ...) {OpKind::k##n, onnx},
+#define CLICKRT_OP(n, domain, ...) {OpKind::k##n, #n, domain},
 #include "ir/op_list.inc"
 #undef CLICKRT_OP
 };
@@ -24,9 +25,16 @@ const char* OpKindName(OpKind op) {
   return "<unsupported>";
 }
 
-std::optional<OpKind> OpKindFromName(const std::string& onnx_name) {
+const char* OpKindDomain(OpKind op) {
   for (const auto& o : kOps) {
-    if (onnx_name == o.name) return o.op;
+    if (o.op == op) return o.domain;
+  }
+  return "";
+}
+
+std::optional<OpKind> OpKindFromName(const std::string& op_type, const std::string& domain) {
+  for (const auto& o : kOps) {
+    if (op_type == o.name && domain == o.domain) return o.op;
   }
   return std::nullopt;
 }
@@ -157,7 +165,7 @@ struct Arity {
   int min_in, max_in, min_out, max_out;
 };
 const Arity kArity[] = {
-#define CLICKRT_OP(n, onnx, a, b, c, d) {OpKind::k##n, a, b, c, d},
+#define CLICKRT_OP(n, domain, a, b, c, d) {OpKind::k##n, a, b, c, d},
 #include "ir/op_list.inc"
 #undef CLICKRT_OP
 };

@@ -17,16 +17,18 @@
 namespace clickrt::ir {
 
 enum class OpKind : int {
-#define CLICKRT_OP(name, onnx, ...) k##name,
+#define CLICKRT_OP(name, ...) k##name,
 #include "ir/op_list.inc"
 #undef CLICKRT_OP
   kUnsupported,
 };
 
-// The ONNX name of a supported op ("Gather"), or "<unsupported>".
+// The op_type of a supported op ("Gather"), or "<unsupported>".
 const char* OpKindName(OpKind op);
-// Looks up an ONNX op_type in the default domain.
-std::optional<OpKind> OpKindFromName(const std::string& onnx_name);
+// Its domain: "" for ai.onnx, "clickrt" for fused ops.
+const char* OpKindDomain(OpKind op);
+// Looks up an op_type in a domain ("" = ai.onnx).
+std::optional<OpKind> OpKindFromName(const std::string& op_type, const std::string& domain = "");
 // Every supported op, in table order.
 const std::vector<OpKind>& AllOpKinds();
 

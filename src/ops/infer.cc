@@ -70,7 +70,8 @@ StatusOr<ir::Shape> BroadcastShapes(const ir::Shape& a, const ir::Shape& b) {
       }
       out.dims[i] = da;
     } else {
-      out.dims[i] = da.known() ? da : db;  // a symbol broadcast against a known size > 1
+      // A known size > 1 wins over a symbol; a symbol wins over an anonymous unknown.
+      out.dims[i] = da.known() ? da : db.known() ? db : (da.symbol.empty() ? db : da);
     }
   }
   return out;

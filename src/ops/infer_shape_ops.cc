@@ -61,6 +61,9 @@ Status InferConstantOfShape(ir::Node& n) {
   std::vector<int64_t> dims;
   if (ConstDims(n, 0, &dims)) {
     SetOutput(n, 0, dt, ir::Shape::FromDims(dims));
+  } else if (const ir::Node* p = n.inputs[0]->producer;
+             p && p->op == ir::OpKind::kShape && !p->HasAttr("start") && !p->HasAttr("end")) {
+    SetOutput(n, 0, dt, p->inputs[0]->shape);  // ConstantOfShape(Shape(x)) is shaped like x
   } else {
     const ir::Shape& s = n.inputs[0]->shape;
     SetOutput(n, 0, dt, s.fully_known() && s.rank() == 1 ? RankOnly(s.dims[0].value) : ir::Shape{});

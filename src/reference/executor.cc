@@ -297,6 +297,20 @@ Status RunNode(const ir::Node& n, const std::vector<const Tensor*>& in, std::vec
       }
       return one(t);
     }
+    case OpKind::kEmbeddingLookup: {
+      auto r = ref::EmbeddingLookup(x, *in[1], in.size() > 2 ? in[2] : nullptr,
+                                    in.size() > 3 ? in[3] : nullptr);
+      if (!r.ok() && r.status().code() == StatusCode::kOutOfRange) {
+        std::string origin = IndexOrigin(n.inputs[1]);
+        return r.status().WithContext("ids from input '" + (origin.empty() ? n.inputs[1]->name : origin) + "'");
+      }
+      return one(std::move(r));
+    }
+    case OpKind::kLinear:
+      return one(ref::Linear(x, *in[1], in.size() > 2 ? in[2] : nullptr,
+                             static_cast<ref::Activation>(n.GetInt("activation", 0))));
+    case OpKind::kFMInteraction: return one(ref::FMInteraction(x));
+    case OpKind::kCross: return one(ref::Cross(x, *in[1], *in[2], *in[3]));
     case OpKind::kConstant:
     case OpKind::kUnsupported:
       break;

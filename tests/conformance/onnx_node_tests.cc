@@ -74,7 +74,7 @@ bool ClaimedByOpTable(const fs::path& model, std::set<std::string>* ops_seen) {
   for (const auto& n : m.graph().node()) {
     ops_seen->insert(n.op_type());
     bool default_domain = n.domain().empty() || n.domain() == "ai.onnx";
-    if (!default_domain || !ir::OpKindFromName(n.op_type())) claimed = false;
+    if (!default_domain || !ir::OpKindFromName(n.op_type(), "")) claimed = false;
   }
   return claimed;
 }

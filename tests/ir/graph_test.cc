@@ -10,11 +10,13 @@ namespace {
 TEST(GraphTest, OpTableRoundTrip) {
   EXPECT_GE(AllOpKinds().size(), 47u);
   for (OpKind op : AllOpKinds()) {
-    auto back = OpKindFromName(OpKindName(op));
+    auto back = OpKindFromName(OpKindName(op), OpKindDomain(op));
     ASSERT_TRUE(back.has_value()) << OpKindName(op);
     EXPECT_EQ(*back, op);
   }
   EXPECT_FALSE(OpKindFromName("Conv").has_value());
+  EXPECT_FALSE(OpKindFromName("Linear").has_value());  // fused ops live in domain "clickrt"
+  EXPECT_TRUE(OpKindFromName("Linear", "clickrt").has_value());
 }
 
 TEST(GraphTest, VerifyCatchesUseBeforeDefinition) {

@@ -269,9 +269,7 @@ Status ConvertModel(const onnx::ModelProto& model, const std::string& base_dir,
       return InvalidArgument("node '" + node->name + "' uses the default ONNX domain, but the "
                              "model imports no opset of it");
     }
-    if (node->domain.empty()) {
-      if (auto op = ir::OpKindFromName(np.op_type())) node->op = *op;
-    }
+    if (auto op = ir::OpKindFromName(np.op_type(), node->domain)) node->op = *op;
     if (node->op == ir::OpKind::kUnsupported && !options.allow_unsupported) {
       std::string dom = node->domain.empty() ? "" : " (domain '" + node->domain + "')";
       return Unimplemented("node '" + node->name + "': op '" + np.op_type() + "'" + dom +

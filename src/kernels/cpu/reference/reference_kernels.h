@@ -59,3 +59,24 @@ StatusOr<Tensor> Reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>
                         bool keepdims, bool noop_with_empty_axes);
 
 }  // namespace clickrt::kernels::ref
+
+namespace clickrt::kernels::ref {
+
+// --- Fused ops (domain "clickrt"), defined by the ONNX subgraphs they replace. ---
+
+// Activation applied by a fused Linear.
+enum class Activation : int32_t { kNone = 0, kRelu = 1, kSigmoid = 2 };
+
+// out[b,f,:] = table[id'(b,f) + offsets[f]], where id'(b,f) = ids[b,f] if sizes is null or
+// 0 <= ids[b,f] < sizes[f], else 0 (the clamp PyTorch models apply to unseen ids). An index
+// outside the table is an OutOfRange error naming its position.
+StatusOr<Tensor> EmbeddingLookup(const Tensor& table, const Tensor& ids, const Tensor* offsets,
+                                 const Tensor* sizes);
+// act(x @ W + bias), x [..., K], W [K, N], bias [N] or null.
+StatusOr<Tensor> Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Activation act);
+// [B,F,D] -> [B,1]: 0.5 * sum_d((sum_f e)^2 - sum_f e^2).
+StatusOr<Tensor> FMInteraction(const Tensor& emb);
+// x0 * (xl @ W + bias) + xl.
+StatusOr<Tensor> Cross(const Tensor& x0, const Tensor& xl, const Tensor& w, const Tensor& bias);
+
+}  // namespace clickrt::kernels::ref
