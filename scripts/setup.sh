@@ -11,7 +11,9 @@ PACKAGES=(
   # CLI, JSON
   libcli11-dev nlohmann-json3-dev
   # tests
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # fast CPU kernels
+  libdnnl-dev
   # model zoo, training and export (python/)
   python3 python3-torch python3-onnx python3-sklearn python3-numpy python3-pytest
 )

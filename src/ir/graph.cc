@@ -151,6 +151,60 @@ Node* Graph::AddNode(std::unique_ptr<Node> node) {
   return raw;
 }
 
+namespace {
+// Drops `node` from the consumer lists of its inputs and from the producer of its outputs.
+void Unhook(Node* node) {
+  for (Value* in : node->inputs) {
+    if (in) std::erase(in->consumers, node);
+  }
+  for (Value* out : node->outputs) {
+    if (out && out->producer == node) out->producer = nullptr;
+  }
+}
+
+size_t IndexOf(const std::vector<std::unique_ptr<Node>>& nodes, const Node* node) {
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].get() == node) return i;
+  }
+  return nodes.size();
+}
+}  // namespace
+
+Node* Graph::ReplaceNode(Node* old, std::unique_ptr<Node> node) {
+  size_t i = IndexOf(nodes_, old);
+  if (i == nodes_.size()) return AddNode(std::move(node));
+  Unhook(old);
+  Node* raw = node.get();
+  nodes_[i] = std::move(node);
+  for (Value* in : raw->inputs) {
+    if (in) in->consumers.push_back(raw);
+  }
+  for (Value* out : raw->outputs) {
+    if (out) out->producer = raw;
+  }
+  return raw;
+}
+
+void Graph::RemoveNode(Node* node) {
+  size_t i = IndexOf(nodes_, node);
+  if (i == nodes_.size()) return;
+  Unhook(node);
+  nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+int Graph::RemoveUnusedValues() {
+  int removed = 0;
+  std::erase_if(values_, [&](const std::unique_ptr<Value>& v) {
+    if (v->producer || !v->consumers.empty() || v->is_graph_input || v->is_graph_output) {
+      return false;
+    }
+    by_name_.erase(v->name);
+    ++removed;
+    return true;
+  });
+  return removed;
+}
+
 int64_t Graph::ConstantBytes() const {
   int64_t bytes = 0;
   for (const auto& v : values_) {

@@ -111,6 +111,21 @@ class Graph {
   // Bytes held by constants (initializers).
   int64_t ConstantBytes() const;
 
+  // --- Mutation, for the compiler's passes (src/passes/). Values are never freed while a node
+  // refers to them, so a pass may hold Value pointers across these calls.
+
+  // Puts `node` at `old`'s place in the node order and removes `old`. A fused node usually takes
+  // over `old`'s outputs (node->outputs = old->outputs), so their consumers need no rewiring.
+  // Every input of `node` must be available at that place (true for the inputs of any subgraph
+  // that ends at `old`).
+  Node* ReplaceNode(Node* old, std::unique_ptr<Node> node);
+  // Removes a node: drops it from its inputs' consumer lists and clears its outputs' producer;
+  // the output Values stay (with any constant they hold).
+  void RemoveNode(Node* node);
+  // Frees Values nothing produces or consumes that are not graph inputs or outputs (unused
+  // constants, outputs of removed nodes). Returns how many.
+  int RemoveUnusedValues();
+
  private:
   std::vector<std::unique_ptr<Value>> values_;
   std::map<std::string, Value*> by_name_;

@@ -102,8 +102,17 @@ StatusOr<std::vector<int64_t>> AxesOf(const ir::Node& n, const std::vector<const
   return std::vector<int64_t>{};
 }
 
-// Runs one node: reads attributes, calls the reference kernel, returns its outputs.
+}  // namespace
+
 Status RunNode(const ir::Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>* out) {
+  if (n.op == OpKind::kConstant) {
+    const Tensor* v = n.outputs.empty() || !n.outputs[0] || !n.outputs[0]->constant
+                          ? nullptr : &*n.outputs[0]->constant;
+    if (v == nullptr) return Internal("Constant " + n.Label() + " has no value");
+    out->push_back(*v);
+    return Status::Ok();
+  }
+  if (in.empty() || in[0] == nullptr) return InvalidArgument("node " + n.Label() + ": first input is empty");
   auto one = [&](StatusOr<Tensor> r) -> Status {
     if (!r.ok()) return r.status();
     out->push_back(std::move(r).value());
@@ -318,14 +327,13 @@ Status RunNode(const ir::Node& n, const std::vector<const Tensor*>& in, std::vec
   return Internal("no reference kernel for " + n.Label());
 }
 
-}  // namespace
-
 StatusOr<std::unique_ptr<Executor>> Executor::Create(const ir::Graph* graph) {
   RETURN_IF_ERROR(ir::Verify(*graph, /*allow_unsupported=*/false));
   return std::unique_ptr<Executor>(new Executor(graph));
 }
 
-Status Executor::CheckInputs(const TensorMap& inputs) const {
+Status CheckInputs(const ir::Graph& graph, const TensorMap& inputs) {
+  const ir::Graph* graph_ = &graph;
   std::map<std::string, int64_t> symbols;
   for (const ir::Value* v : graph_->inputs) {
     auto it = inputs.find(v->name);
@@ -372,7 +380,7 @@ Status Executor::CheckInputs(const TensorMap& inputs) const {
 }
 
 StatusOr<TensorMap> Executor::Run(const TensorMap& inputs) const {
-  RETURN_IF_ERROR(CheckInputs(inputs));
+  RETURN_IF_ERROR(CheckInputs(*graph_, inputs));
   Frame frame;
   for (const ir::Value* v : graph_->inputs) frame.Set(v, inputs.at(v->name));
   // Remaining reads per value, so intermediates are freed after their last use.

@@ -16,6 +16,16 @@ namespace clickrt::reference {
 
 using TensorMap = std::map<std::string, Tensor>;
 
+// Runs one node with the reference kernels: `inputs` aligned with node.inputs (nullptr for an
+// omitted optional input), results appended to `outputs` in node.outputs order. Backends call
+// this for the layers they do not support themselves.
+Status RunNode(const ir::Node& node, const std::vector<const Tensor*>& inputs,
+               std::vector<Tensor>* outputs);
+
+// Checks `inputs` against the graph's inputs: every one present, dtypes, ranks, known dims, one
+// size per symbolic dim, no unknown names. Errors name the input.
+Status CheckInputs(const ir::Graph& graph, const TensorMap& inputs);
+
 class Executor {
  public:
   // Fails if the graph has an unsupported op or does not verify. `graph` must outlive the executor.
@@ -26,7 +36,6 @@ class Executor {
 
  private:
   explicit Executor(const ir::Graph* g) : graph_(g) {}
-  Status CheckInputs(const TensorMap& inputs) const;
 
   const ir::Graph* graph_;
 };

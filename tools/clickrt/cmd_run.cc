@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "import/onnx/onnx_importer.h"
 #include "reference/executor.h"
+#include "runtime/cpu_engine.h"
 #include "tensor_io.h"
 
 namespace clickrt::cli {
@@ -14,6 +15,8 @@ namespace {
 
 struct RunOptions {
   std::string model;
+  std::string engine;
+  int threads = 0;
   std::string inputs;
   std::string save_outputs;
   bool json = false;
@@ -21,11 +24,29 @@ struct RunOptions {
 };
 
 Status Run(const RunOptions& o) {
-  ASSIGN_OR_RETURN(auto graph, onnx_import::ImportModel(o.model));
-  ASSIGN_OR_RETURN(auto exec, reference::Executor::Create(graph.get()));
-  ASSIGN_OR_RETURN(auto inputs, LoadInputs(o.inputs, *graph));
+  if (o.model.empty() == o.engine.empty()) {
+    return InvalidArgument("give exactly one of --model (ONNX, reference executor) or --engine");
+  }
+  std::unique_ptr<ir::Graph> graph;
+  std::unique_ptr<reference::Executor> exec;
+  std::unique_ptr<runtime::CpuEngine> eng;
+  if (!o.model.empty()) {
+    ASSIGN_OR_RETURN(graph, onnx_import::ImportModel(o.model));
+    ASSIGN_OR_RETURN(exec, reference::Executor::Create(graph.get()));
+  } else {
+    runtime::CpuEngineOptions eo;
+    eo.threads = o.threads;
+    ASSIGN_OR_RETURN(eng, runtime::CpuEngine::Load(o.engine, eo));
+  }
+  const ir::Graph& g = exec ? *graph : eng->graph();
+  ASSIGN_OR_RETURN(auto inputs, LoadInputs(o.inputs, g));
   auto t0 = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(auto outputs, exec->Run(inputs));
+  reference::TensorMap outputs;
+  if (exec) {
+    ASSIGN_OR_RETURN(outputs, exec->Run(inputs));
+  } else {
+    ASSIGN_OR_RETURN(outputs, eng->Run(inputs));
+  }
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (!o.save_outputs.empty()) {
     std::error_code ec;
@@ -40,9 +61,9 @@ Status Run(const RunOptions& o) {
     std::cout << TensorsToJson(outputs) << "\n";
     return Status::Ok();
   }
-  for (const ir::Value* v : graph->outputs) PrintTensor(std::cout, v->name, outputs.at(v->name), o.max_print);
-  std::cerr << "ran " << graph->nodes().size() << " nodes with the reference executor in " << ms
-            << " ms\n";
+  for (const ir::Value* v : g.outputs) PrintTensor(std::cout, v->name, outputs.at(v->name), o.max_print);
+  std::cerr << "ran " << g.nodes().size() << (exec ? " nodes with the reference executor" : " layers of the engine")
+            << " in " << ms << " ms\n";
   return Status::Ok();
 }
 
@@ -51,8 +72,10 @@ Status Run(const RunOptions& o) {
 void RegisterRun(CLI::App& app, int* exit_code) {
   auto opts = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "run", "Run an ONNX model on given inputs with the reference CPU executor and print outputs");
-  cmd->add_option("--model,-m", opts->model, "ONNX model file")->required();
+      "run", "Score inputs with an ONNX model (reference CPU executor) or a built engine; print outputs");
+  cmd->add_option("--model,-m", opts->model, "ONNX model file, run by the reference executor");
+  cmd->add_option("--engine,-e", opts->engine, "Engine file from clickrt build, run by the CPU runtime");
+  cmd->add_option("--threads", opts->threads, "CPU threads for --engine (0: all)");
   cmd->add_option("--inputs,-i", opts->inputs,
                   "Inputs: a folder of ONNX TensorProto files <input_name>.pb (or input_<i>.pb), "
                   "or a JSON file {\"<input_name>\": nested arrays}")

@@ -11,6 +11,9 @@ namespace clickrt::cli {
 void RegisterRun(CLI::App& app, int* exit_code);
 void RegisterInfo(CLI::App& app, int* exit_code);
 void RegisterDevices(CLI::App& app, int* exit_code);
+void RegisterBuild(CLI::App& app, int* exit_code);
+void RegisterInspect(CLI::App& app, int* exit_code);
+void RegisterBench(CLI::App& app, int* exit_code);
 
 // Prints "error: <message>" to stderr and returns the exit code for a failed Status.
 int Fail(const Status& status);

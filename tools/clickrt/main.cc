@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
                                         CLICKRT_GIT_REV + ")");
   app.require_subcommand(1);
   int exit_code = 0;
+  clickrt::cli::RegisterBuild(app, &exit_code);
+  clickrt::cli::RegisterInspect(app, &exit_code);
+  clickrt::cli::RegisterBench(app, &exit_code);
   clickrt::cli::RegisterRun(app, &exit_code);
   clickrt::cli::RegisterInfo(app, &exit_code);
   clickrt::cli::RegisterDevices(app, &exit_code);

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <random>
 #include <ostream>
 #include <sstream>
 
@@ -109,9 +110,85 @@ StatusOr<reference::TensorMap> LoadInputs(const std::string& path, const ir::Gra
       for (const ir::Value* g : graph.inputs) names += (names.empty() ? "" : ", ") + g->name;
       return InvalidArgument(path + ": unknown input '" + it.key() + "'; the model's inputs are: " + names);
     }
-    auto t = FromJsonValue(it.value(), v->dtype, it.key());
+    const json& val = it.value();
+    if (val.is_object()) {  // {"dtype", "shape", "data"}: the form TensorsToJson writes
+      if (!val.contains("shape") || !val.contains("data") || !val["shape"].is_array() ||
+          !val["data"].is_array()) {
+        return InvalidArgument(path + ": input '" + it.key() + "' needs \"shape\" and \"data\" arrays");
+      }
+      auto flat = FromJsonValue(val["data"], v->dtype, it.key());
+      if (!flat.ok()) return flat.status().WithContext(path);
+      Dims dims;
+      for (const json& d : val["shape"]) {
+        if (!d.is_number_integer()) return InvalidArgument(path + ": bad shape for '" + it.key() + "'");
+        dims.push_back(d.get<int64_t>());
+      }
+      auto shaped = flat->Reshaped(dims);
+      if (!shaped.ok()) return shaped.status().WithContext(path + ": input '" + it.key() + "'");
+      out[it.key()] = std::move(shaped).value();
+      continue;
+    }
+    auto t = FromJsonValue(val, v->dtype, it.key());
     if (!t.ok()) return t.status().WithContext(path);
     out[it.key()] = std::move(t).value();
+  }
+  return out;
+}
+
+StatusOr<reference::TensorMap> SyntheticInputs(const ir::Graph& graph, int64_t batch, uint64_t seed) {
+  reference::TensorMap out;
+  std::mt19937_64 rng(seed);
+  for (const ir::Value* v : graph.inputs) {
+    if (!v->shape.rank_known) return InvalidArgument("input '" + v->name + "' has an unknown rank");
+    Dims dims;
+    for (size_t i = 0; i < v->shape.dims.size(); ++i) {
+      const ir::Dim& d = v->shape.dims[i];
+      if (d.known()) {
+        dims.push_back(d.value);
+      } else if (i == 0) {
+        dims.push_back(batch);
+      } else {
+        return InvalidArgument("input '" + v->name + "' has an unknown dimension " + std::to_string(i) +
+                               "; pass --inputs");
+      }
+    }
+    ASSIGN_OR_RETURN(Tensor t, Tensor::Zeros(v->dtype, dims));
+    // Per-position upper bound for ids: from the op that reads this input as indices.
+    std::vector<int64_t> bound;
+    for (const ir::Node* n : v->consumers) {
+      if (n->op == ir::OpKind::kEmbeddingLookup && n->input(1) == v) {
+        const ir::Value* sizes = n->input(3);
+        if (sizes && sizes->constant) {
+          bound = sizes->constant->ToInt64Vector().value();
+        } else if (n->inputs[0]->constant) {
+          bound.assign(1, n->inputs[0]->constant->dim(0));
+        }
+      } else if (n->op == ir::OpKind::kGather && n->input(1) == v && n->inputs[0]->constant &&
+                 n->inputs[0]->constant->rank() >= 1) {
+        bound.assign(1, n->inputs[0]->constant->dim(0));
+      } else if (n->op == ir::OpKind::kLess && n->input(0) == v && n->input(1)->constant &&
+                 IsInteger(n->input(1)->constant->dtype())) {
+        bound = n->input(1)->constant->ToInt64Vector().value();  // ids < sizes: the vocabularies
+      }
+    }
+    const int64_t inner = dims.empty() ? 1 : dims.back();
+    for (int64_t i = 0; i < t.size(); ++i) {
+      switch (v->dtype) {
+        case DType::kFloat32:
+          t.data<float>()[i] = std::uniform_real_distribution<float>(0.f, 1.f)(rng);
+          break;
+        case DType::kInt64:
+        case DType::kInt32: {
+          int64_t b = bound.empty() ? 1 : bound.size() == 1 ? bound[0] : bound[static_cast<size_t>(i % inner) % bound.size()];
+          int64_t id = b > 0 ? static_cast<int64_t>(rng() % static_cast<uint64_t>(b)) : 0;
+          if (v->dtype == DType::kInt64) t.data<int64_t>()[i] = id; else t.data<int32_t>()[i] = static_cast<int32_t>(id);
+          break;
+        }
+        default:
+          break;  // zeros
+      }
+    }
+    out[v->name] = std::move(t);
   }
   return out;
 }

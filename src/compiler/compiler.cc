@@ -1,0 +1,255 @@
+#include "compiler/compiler.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "compiler/memory_plan.h"
+#include "engine/sha256.h"
+#include "import/onnx/onnx_importer.h"
+#include "ir/attribute_json.h"
+#include "kernels/cpu/fast/fast_kernels.h"
+#include "passes/pipeline.h"
+
+namespace clickrt::compiler {
+namespace {
+
+constexpr int64_t kAlign = 64;
+
+std::string UtcNow() {
+  std::time_t t;
+  if (const char* epoch = std::getenv("SOURCE_DATE_EPOCH")) {
+    t = static_cast<std::time_t>(std::strtoll(epoch, nullptr, 10));
+  } else {
+    t = std::time(nullptr);
+  }
+  char buf[32];
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// The kernel the CPU backend will run for a node: a fast kernel for the fused ops it has, else
+// the reference kernel (STYLE #3: what a backend cannot run falls back to the reference).
+std::string ChooseCpuKernel(const ir::Node& n, const std::string& isa) {
+  bool fp32 = !n.outputs.empty() && n.outputs[0] && n.outputs[0]->dtype == DType::kFloat32;
+  auto const_input = [&](size_t i) { return n.input(i) && n.input(i)->constant.has_value(); };
+  switch (n.op) {
+    case ir::OpKind::kLinear:
+      if (fp32 && const_input(1) && (!n.input(2) || const_input(2))) return isa + "_linear";
+      break;
+    case ir::OpKind::kCross:
+      if (fp32 && const_input(2) && const_input(3)) return isa + "_cross";
+      break;
+    case ir::OpKind::kEmbeddingLookup:
+      if (fp32 && const_input(0)) return isa + "_embedding";
+      break;
+    case ir::OpKind::kFMInteraction:
+      if (fp32) return isa + "_fm";
+      break;
+    default:
+      break;
+  }
+  return "ref";
+}
+
+}  // namespace
+
+StatusOr<BuildResult> Lower(const ir::Graph& g, const BuildOptions& o) {
+  BuildResult r;
+  engine::Program& p = r.program;
+  std::string batch_symbol;
+  if (!g.inputs.empty() && g.inputs[0]->shape.rank_known && g.inputs[0]->shape.rank() > 0 &&
+      !g.inputs[0]->shape.dims[0].known()) {
+    batch_symbol = g.inputs[0]->shape.dims[0].symbol;
+  }
+  std::map<const ir::Value*, int32_t> index;
+  std::vector<uint8_t>& weights = r.weights;
+  // Bytes per tensor at the max batch, for activations with a fully known (up to batch) shape.
+  std::vector<int64_t> max_bytes;
+  auto add_tensor = [&](const ir::Value* v) -> StatusOr<int32_t> {
+    auto it = index.find(v);
+    if (it != index.end()) return it->second;
+    engine::TensorDesc d;
+    d.name = v->name;
+    d.dtype = v->dtype;
+    int64_t bytes = -1;
+    if (v->constant) {
+      const Tensor& t = *v->constant;
+      d.dims = t.dims();
+      size_t off = (weights.size() + kAlign - 1) / kAlign * kAlign;
+      weights.resize(off + t.nbytes());
+      if (t.nbytes()) std::memcpy(weights.data() + off, t.raw(), t.nbytes());
+      d.weight_offset = static_cast<int64_t>(off);
+      d.weight_bytes = static_cast<int64_t>(t.nbytes());
+    } else if (v->shape.rank_known) {
+      bytes = static_cast<int64_t>(DTypeSize(v->dtype));
+      for (const ir::Dim& dim : v->shape.dims) {
+        if (dim.known()) {
+          d.dims.push_back(dim.value);
+          bytes *= dim.value;
+        } else if (!batch_symbol.empty() && dim.symbol == batch_symbol) {
+          d.dims.push_back(-1);
+          bytes *= o.profile.max;
+        } else {
+          d.dims.push_back(-2);  // dynamic, not the batch: allocated at run time
+          bytes = -1;
+        }
+        if (bytes < 0) break;
+      }
+      if (bytes < 0) {
+        d.dims.clear();
+        for (const ir::Dim& dim : v->shape.dims) {
+          d.dims.push_back(dim.known() ? dim.value : (dim.symbol == batch_symbol && !batch_symbol.empty() ? -1 : -2));
+        }
+      }
+    }
+    int32_t id = static_cast<int32_t>(p.tensors.size());
+    p.tensors.push_back(std::move(d));
+    max_bytes.push_back(bytes);
+    index[v] = id;
+    return id;
+  };
+  for (const ir::Value* v : g.inputs) {
+    ASSIGN_OR_RETURN(int32_t id, add_tensor(v));
+    p.inputs.push_back(id);
+  }
+  std::string isa = o.cpu_isa.empty() ? kernels::fast::Cpu().isa : o.cpu_isa;
+  for (const auto& n : g.nodes()) {
+    if (n->op == ir::OpKind::kUnsupported) {
+      return Unimplemented("node " + n->Label() + " is not supported");
+    }
+    engine::Layer l;
+    l.name = n->name;
+    l.op = ir::OpKindName(n->op);
+    l.domain = ir::OpKindDomain(n->op);
+    for (const ir::Value* v : n->inputs) {
+      if (v == nullptr) {
+        l.inputs.push_back(-1);
+        continue;
+      }
+      ASSIGN_OR_RETURN(int32_t id, add_tensor(v));
+      l.inputs.push_back(id);
+    }
+    for (const ir::Value* v : n->outputs) {
+      if (v == nullptr) {
+        l.outputs.push_back(-1);
+        continue;
+      }
+      ASSIGN_OR_RETURN(int32_t id, add_tensor(v));
+      l.outputs.push_back(id);
+    }
+    l.attrs = ir::AttributesToJson(n->attrs);
+    l.attrs["_opset"] = n->opset;
+    l.kernel = o.backend == "cpu" ? ChooseCpuKernel(*n, isa) : "ref";
+    p.layers.push_back(std::move(l));
+  }
+  for (const ir::Value* v : g.outputs) {
+    ASSIGN_OR_RETURN(int32_t id, add_tensor(v));
+    p.outputs.push_back(id);
+  }
+
+  // Memory plan: activations written by a layer and of known size at the max batch.
+  std::vector<Lifetime> lifetimes;
+  std::vector<int32_t> planned;
+  std::vector<int32_t> first(p.tensors.size(), -1), last(p.tensors.size(), -1);
+  for (int32_t li = 0; li < static_cast<int32_t>(p.layers.size()); ++li) {
+    for (int32_t t : p.layers[li].outputs) {
+      if (t >= 0 && first[t] < 0) first[t] = li;
+    }
+    for (int32_t t : p.layers[li].inputs) {
+      if (t >= 0) last[t] = li;
+    }
+  }
+  const int32_t end = static_cast<int32_t>(p.layers.size());
+  for (int32_t t : p.outputs) last[t] = end;  // outputs live until they are returned
+  for (int32_t t = 0; t < static_cast<int32_t>(p.tensors.size()); ++t) {
+    if (first[t] < 0 || max_bytes[t] < 0 || p.tensors[t].is_constant()) continue;
+    lifetimes.push_back({max_bytes[t], first[t], std::max(first[t], last[t])});
+    planned.push_back(t);
+  }
+  ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(lifetimes));
+  for (size_t i = 0; i < planned.size(); ++i) p.tensors[planned[i]].arena_offset = plan.offsets[i];
+
+  engine::Metadata& m = p.meta;
+  m.clickrt_version = CLICKRT_VERSION;
+  m.git_revision = CLICKRT_GIT_REV;
+  m.build_time_utc = o.build_time_utc.empty() ? UtcNow() : o.build_time_utc;
+  m.precision = o.precision;
+  m.profile = o.profile;
+  m.backend = o.backend;
+  m.cpu_isa = o.backend == "cpu" ? isa : "";
+  m.arena_bytes = plan.arena_bytes;
+  m.arena_bytes_no_reuse = plan.no_reuse_bytes;
+  m.extra["batch_symbol"] = batch_symbol;
+  m.extra["layers"] = p.layers.size();
+  return r;
+}
+
+StatusOr<BuildResult> Build(const std::string& onnx_path, const BuildOptions& o) {
+  auto say = [&](const std::string& s) {
+    if (o.progress) o.progress(s);
+  };
+  if (o.backend != "cpu") {
+    return Unimplemented("backend '" + o.backend + "' is not built yet; use --backend cpu");
+  }
+  if (o.precision != "fp32") {
+    return Unimplemented("precision '" + o.precision + "' is not built yet for the cpu backend; use fp32");
+  }
+  const engine::Profile& pr = o.profile;
+  if (pr.min < 1 || pr.min > pr.opt || pr.opt > pr.max) {
+    return InvalidArgument("batch profile must satisfy 1 <= min <= opt <= max, got " +
+                           std::to_string(pr.min) + ":" + std::to_string(pr.opt) + ":" +
+                           std::to_string(pr.max));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ms = [&] {
+    return std::to_string(static_cast<int>(std::chrono::duration<double, std::milli>(
+                                               std::chrono::steady_clock::now() - t0)
+                                               .count())) + " ms";
+  };
+  std::ifstream in(onnx_path, std::ios::binary);
+  if (!in) return NotFound("model file '" + onnx_path + "' does not exist or cannot be read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string bytes = ss.str();
+  say("[1/4] import " + onnx_path + " (" + std::to_string(bytes.size()) + " bytes)");
+  ASSIGN_OR_RETURN(auto graph, onnx_import::ImportModel(onnx_path));
+  const size_t nodes_before = graph->nodes().size();
+  std::string before = ir::Dump(*graph);
+  std::vector<passes::PassReport> reports;
+  if (o.optimize) {
+    RETURN_IF_ERROR(passes::RunPipeline(*graph, passes::PipelineOptions{}, &reports));
+  }
+  std::string pass_line;
+  for (const auto& rep : reports) {
+    if (rep.rewrites) pass_line += " " + rep.name + "=" + std::to_string(rep.rewrites);
+  }
+  say("[2/4] passes: " + std::to_string(nodes_before) + " -> " +
+      std::to_string(graph->nodes().size()) + " nodes;" + (pass_line.empty() ? " no rewrites" : pass_line) +
+      " (" + ms() + ")");
+  ASSIGN_OR_RETURN(BuildResult r, Lower(*graph, o));
+  r.graph_before = std::move(before);
+  r.graph_after = ir::Dump(*graph);
+  r.program.meta.model_sha256 = engine::Sha256Hex(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  nlohmann::json pj = nlohmann::json::array();
+  for (const auto& rep : reports) pj.push_back({{"pass", rep.name}, {"rewrites", rep.rewrites}});
+  r.program.meta.extra["passes"] = pj;
+  r.program.meta.extra["nodes_before"] = nodes_before;
+  int fast = 0;
+  for (const auto& l : r.program.layers) fast += l.kernel != "ref";
+  say("[3/4] kernels: " + std::to_string(fast) + " of " + std::to_string(r.program.layers.size()) +
+      " layers on fast " + r.program.meta.cpu_isa + " kernels, the rest on reference kernels");
+  say("[4/4] memory plan: arena " + std::to_string(r.program.meta.arena_bytes) + " bytes at batch " +
+      std::to_string(pr.max) + " (no reuse: " + std::to_string(r.program.meta.arena_bytes_no_reuse) +
+      ") (" + ms() + ")");
+  return r;
+}
+
+}  // namespace clickrt::compiler

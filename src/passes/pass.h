@@ -1,0 +1,82 @@
+// The compiler's graph passes. Each is match + rewrite over an ir::Graph, one per file
+// (src/passes/<verb_noun>.cc); src/passes/pipeline.cc runs them in order.
+//
+// Every pass has the shape STYLE #5 asks for, `Status Pass(ir::Graph&, ...)`, with the
+// `bool* changed` widened to an `int* rewrites` count (how many matches it rewrote; 0 is a
+// non-match, never an error) so `clickrt build` can report what each pass did. A pass returns an
+// error only when the graph it leaves would be wrong (an internal bug), never because a pattern
+// did not match.
+//
+// Contract for all passes:
+//  - Input: a verified graph whose dtypes and shapes have been inferred (ops::InferGraph), as
+//    the ONNX importer leaves it. Output: the same, still verified and inferred.
+//  - Outputs are numerically what the reference executor computed before, up to float
+//    reassociation (the fused ops' reference kernels are defined by the subgraphs they replace;
+//    see src/kernels/cpu/reference/reference_kernels.h).
+//  - Graph inputs and outputs keep their names, dtypes and shapes.
+//  - Fusion passes rewrite the last node of a match into the fused op (which takes over its
+//    output Value); intermediate nodes used only by the match are removed, ones also used
+//    elsewhere are left for eliminate_dead_code.
+#pragma once
+
+#include <cstdint>
+
+#include "ir/graph.h"
+
+namespace clickrt::passes {
+
+// fold_constants: evaluates, with the reference kernels, every node whose inputs are all
+// constants, and turns its outputs into constants (Constant nodes, Identity of initializers,
+// Shape of a static shape and the Gather / Unsqueeze / Concat chains built from it, transposed
+// weights). A node is left alone when a result would exceed `max_result_bytes`, when it depends
+// on a graph input's values, or when evaluating it fails (the error then surfaces at run time).
+// Re-infers shapes afterwards, since consumers may now see constant shape inputs.
+inline constexpr int64_t kDefaultFoldMaxBytes = int64_t{64} << 20;
+Status FoldConstants(ir::Graph& g, int* rewrites, int64_t max_result_bytes = kDefaultFoldMaxBytes);
+
+// eliminate_dead_code: removes nodes none of whose outputs reach a graph output, then Values
+// nothing uses (unused constants, dead outputs). Graph inputs stay even when unused: they are
+// the model's interface. Counts removed nodes plus removed values.
+Status EliminateDeadCode(ir::Graph& g, int* rewrites);
+
+// fuse_embedding_lookup: Gather(table, idx, axis=0) with a constant 2-D float table and ids of
+// rank >= 2 whose last dimension F is static, where idx is one of
+//   ids
+//   Add(ids, offsets)                                  offsets constant, per field
+//   Where(valid, ids, zeros) [+ offsets]               the clamp PyTorch's FieldEmbedding exports
+// with valid = And(Greater(ids, -1), Less(ids, sizes)) (either operand order; Not(Less(ids, 0))
+// is accepted for ids >= 0), zeros = ConstantOfShape(Shape(ids)) with value 0 or an all-zero
+// constant, and offsets / sizes constants that broadcast only along the last axis ([F], [1,F],
+// or one value, which is expanded to [F]).
+//   => EmbeddingLookup(table, ids, offsets?, sizes?)   (omitted offsets: an empty input slot)
+// A Greater against anything but -1 is not the clamp and is not matched (the Where is then kept
+// and the lookup reads its output as plain ids). 1-D ids (DIN's target item) are not matched:
+// EmbeddingLookup's per-field tensors are indexed by the last axis.
+Status FuseEmbeddingLookup(ir::Graph& g, int* rewrites);
+
+// fuse_linear, one step per rewrite, in node order:
+//   Gemm(x, B, C?)   transA=0, alpha=1, beta=1 (or no C), B constant 2-D  => Linear(x, W, bias?)
+//                    (transB=1: W = B^T, a new constant [K,N])
+//   MatMul(x, W)     W constant 2-D                                       => Linear(x, W)
+//   Add(Linear(x, W), b)   no bias yet, b constant broadcasting along N only  => Linear(x, W, b)
+//   Relu / Sigmoid(Linear(...))   activation none                         => activation 1 / 2
+// Absorbing a following node needs the Linear's output to have that node as its only consumer
+// and not to be a graph output. Hence the final Sigmoid fuses only where it literally follows a
+// Linear (DCN-v2, DIN), not after DeepFM's Add of several logits.
+Status FuseLinear(ir::Graph& g, int* rewrites);
+
+// fuse_fm_interaction: DeepFM's factorization-machine term over e [B,F,D]:
+//   s = ReduceSum(e, [1], keepdims=0); ss = ReduceSum(Mul(e, e), [1], keepdims=0)
+//   r = ReduceSum(Sub(Mul(s, s), ss), [1], keepdims=1); Mul(r, 0.5) (either order)
+//   => FMInteraction(e) [B,1]
+// Axes and keepdims are checked exactly (negative axes accepted); every intermediate must be used
+// only inside the pattern.
+Status FuseFMInteraction(ir::Graph& g, int* rewrites);
+
+// fuse_cross: DCN-v2's cross layer Add(Mul(x0, Linear(xl, W, b)), xl) (any operand order), the
+// Linear with activation none, W constant [K,K], x0 / xl / the Linear's output of one shape
+//   => Cross(x0, xl, W, b)   (no bias: a zero bias [K])
+// Runs after fuse_linear, which turns the layer's Gemm into that Linear.
+Status FuseCross(ir::Graph& g, int* rewrites);
+
+}  // namespace clickrt::passes

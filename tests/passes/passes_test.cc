@@ -1,0 +1,678 @@
+// The compiler's passes: each on a small hand-built graph (a match and the near misses it must
+// leave alone), then the whole pipeline on the zoo's exported models, checked against the
+// reference executor's outputs before rewriting.
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "../onnx_builder.h"
+#include "import/onnx/onnx_importer.h"
+#include "passes/pass.h"
+#include "passes/pipeline.h"
+#include "reference/executor.h"
+
+namespace clickrt::passes {
+namespace {
+
+using ir::OpKind;
+using testing::OnnxBuilder;
+using TensorMap = reference::TensorMap;
+
+constexpr int kFloat = onnx::TensorProto::FLOAT;
+constexpr int kInt64 = onnx::TensorProto::INT64;
+
+// ---- helpers ----
+
+std::unique_ptr<ir::Graph> Load(const OnnxBuilder& b) {
+  auto g = onnx_import::ImportModelFromBytes(b.Bytes(), ".");
+  EXPECT_TRUE(g.ok()) << g.status().ToString();
+  return g.ok() ? std::move(g).value() : nullptr;
+}
+
+int Count(const ir::Graph& g, OpKind op) {
+  int n = 0;
+  for (const auto& node : g.nodes()) n += node->op == op;
+  return n;
+}
+
+const ir::Node* First(const ir::Graph& g, OpKind op) {
+  for (const auto& node : g.nodes()) {
+    if (node->op == op) return node.get();
+  }
+  return nullptr;
+}
+
+void FloatAttr(onnx::NodeProto* n, const std::string& name, float v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::FLOAT);
+  a->set_f(v);
+}
+
+void IntsAttr(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t x : v) a->add_ints(x);
+}
+
+void Int64TensorAttr(onnx::NodeProto* n, const std::string& name, int64_t v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::TENSOR);
+  a->mutable_t()->set_data_type(onnx::TensorProto::INT64);
+  a->mutable_t()->add_dims(1);
+  a->mutable_t()->add_int64_data(v);
+}
+
+std::vector<float> Iota(int n, float scale) {
+  std::vector<float> v(n);
+  for (int i = 0; i < n; ++i) v[i] = std::sin(0.7f * i + 0.3f) * scale;
+  return v;
+}
+
+// Random inputs for every graph input, symbolic dims set to `batch`: floats in [0, 8), integer
+// ids in [lo, hi) (negative and past-the-vocabulary ids exercise the clamp).
+TensorMap RandomInputs(const ir::Graph& g, int64_t batch, uint32_t seed, int64_t lo = -2,
+                       int64_t hi = 1000) {
+  std::mt19937 rng(seed);
+  TensorMap m;
+  for (const ir::Value* in : g.inputs) {
+    Dims dims;
+    for (const ir::Dim& d : in->shape.dims) dims.push_back(d.known() ? d.value : batch);
+    Tensor t = Tensor::Zeros(in->dtype, dims).value();
+    for (int64_t i = 0; i < t.size(); ++i) {
+      switch (in->dtype) {
+        case DType::kFloat32:
+          t.data<float>()[i] = std::uniform_real_distribution<float>(0.f, 8.f)(rng);
+          break;
+        case DType::kInt64:
+          t.data<int64_t>()[i] = std::uniform_int_distribution<int64_t>(lo, hi - 1)(rng);
+          break;
+        case DType::kInt32:
+          t.data<int32_t>()[i] =
+              static_cast<int32_t>(std::uniform_int_distribution<int64_t>(lo, hi - 1)(rng));
+          break;
+        default: ADD_FAILURE() << "no random generator for input " << in->name; break;
+      }
+    }
+    m[in->name] = t;
+  }
+  return m;
+}
+
+StatusOr<TensorMap> RunGraph(const ir::Graph& g, const TensorMap& inputs) {
+  ASSIGN_OR_RETURN(auto exec, reference::Executor::Create(&g));
+  return exec->Run(inputs);
+}
+
+// The rewritten graph computes what the original did, within `tol`, on `inputs`.
+void ExpectSameOutputs(const ir::Graph& before, const ir::Graph& after, const TensorMap& inputs,
+                       double tol = 1e-5) {
+  auto want = RunGraph(before, inputs);
+  ASSERT_TRUE(want.ok()) << want.status().ToString();
+  auto got = RunGraph(after, inputs);
+  ASSERT_TRUE(got.ok()) << got.status().ToString() << "\n" << ir::Dump(after);
+  ASSERT_EQ(want->size(), got->size());
+  for (const auto& [name, w] : *want) {
+    const Tensor& o = got->at(name);
+    ASSERT_EQ(w.dims(), o.dims()) << name;
+    ASSERT_EQ(w.dtype(), o.dtype()) << name;
+    for (int64_t i = 0; i < w.size(); ++i) {
+      ASSERT_NEAR(w.GetAsDouble(i), o.GetAsDouble(i), tol) << name << " element " << i;
+    }
+  }
+}
+
+// Runs one pass and checks the graph still verifies.
+int RunPass(Status (*pass)(ir::Graph&, int*), ir::Graph& g) {
+  int rewrites = -1;
+  Status s = pass(g, &rewrites);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  Status v = ir::Verify(g);
+  EXPECT_TRUE(v.ok()) << v.ToString() << "\n" << ir::Dump(g);
+  return rewrites;
+}
+
+int RunAll(ir::Graph& g) {
+  std::vector<PassReport> report;
+  Status s = RunPipeline(g, PipelineOptions{}, &report);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  int total = 0;
+  for (const PassReport& r : report) total += r.rewrites;
+  return total;
+}
+
+// ---- fold_constants ----
+
+Status Fold(ir::Graph& g, int* rewrites) { return FoldConstants(g, rewrites); }
+
+// x[2,3] reshaped to [3,2] through the shape arithmetic exporters emit.
+OnnxBuilder ShapeChainModel(bool static_batch) {
+  OnnxBuilder b;
+  b.Input("x", kFloat, {static_batch ? 2 : -1, 3})
+      .Int64Init("i0", {}, {0})
+      .Int64Init("ax0", {1}, {0})
+      .Int64Init("minus1", {1}, {-1})
+      .Output("y", kFloat, {-1, -1});
+  b.Node("Shape", {"x"}, {"shape"});
+  b.Node("Gather", {"shape", "i0"}, {"batch"});
+  b.Node("Unsqueeze", {"batch", "ax0"}, {"batch1"});
+  OnnxBuilder::IntAttr(b.Node("Concat", {"minus1", "batch1"}, {"target"}), "axis", 0);
+  b.Node("Reshape", {"x", "target"}, {"y"});
+  return b;
+}
+
+TEST(FoldConstants, FoldsShapeArithmeticOfAStaticShape) {
+  auto before = Load(ShapeChainModel(true));
+  auto g = Load(ShapeChainModel(true));
+  ASSERT_TRUE(g && before);
+  EXPECT_EQ(RunPass(Fold, *g), 4);  // Shape, Gather, Unsqueeze, Concat
+  ASSERT_EQ(g->nodes().size(), 1u);
+  const ir::Node* reshape = First(*g, OpKind::kReshape);
+  ASSERT_NE(reshape, nullptr);
+  ASSERT_TRUE(reshape->inputs[1]->constant.has_value());
+  EXPECT_EQ(reshape->inputs[1]->constant->ToInt64Vector().value(), (std::vector<int64_t>{-1, 2}));
+  EXPECT_EQ(g->outputs[0]->shape.ToString(), "[3,2]");  // re-inferred from the folded target
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 2, 1));
+}
+
+TEST(FoldConstants, LeavesAnythingDependingOnADynamicInput) {
+  auto g = Load(ShapeChainModel(false));
+  ASSERT_TRUE(g);
+  EXPECT_EQ(RunPass(Fold, *g), 0);
+  EXPECT_EQ(g->nodes().size(), 5u);
+}
+
+TEST(FoldConstants, FoldsIdentityConstantAndTransposeOfWeights) {
+  OnnxBuilder b;
+  b.Input("x", kFloat, {-1, 3}).FloatInit("w", {2, 3}, Iota(6, 1.f)).Output("y", kFloat, {-1, 2});
+  b.Node("Identity", {"w"}, {"w_id"});
+  IntsAttr(b.Node("Transpose", {"w_id"}, {"wt"}), "perm", {1, 0});
+  auto* c = b.Node("Constant", {}, {"two"});
+  FloatAttr(c, "value_float", 2.f);
+  b.Node("Mul", {"wt", "two"}, {"wt2"});
+  b.Node("MatMul", {"x", "wt2"}, {"y"});
+  auto before = Load(b);
+  auto g = Load(b);
+  ASSERT_TRUE(g && before);
+  EXPECT_EQ(RunPass(Fold, *g), 4);
+  ASSERT_EQ(g->nodes().size(), 1u);
+  EXPECT_EQ(g->nodes()[0]->inputs[1]->constant->dims(), (Dims{3, 2}));
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 3, 2));
+}
+
+TEST(FoldConstants, RespectsTheResultSizeCap) {
+  OnnxBuilder b;
+  b.Input("x", kFloat, {-1, 1000}).Int64Init("shape", {1}, {1000}).Output("y", kFloat, {-1, 1000});
+  auto* n = b.Node("ConstantOfShape", {"shape"}, {"ones"});
+  auto* a = n->add_attribute();
+  a->set_name("value");
+  a->set_type(onnx::AttributeProto::TENSOR);
+  a->mutable_t()->set_data_type(onnx::TensorProto::FLOAT);
+  a->mutable_t()->add_dims(1);
+  a->mutable_t()->add_float_data(1.f);
+  b.Node("Add", {"x", "ones"}, {"y"});
+  auto g = Load(b);
+  ASSERT_TRUE(g);
+  int rewrites = -1;
+  ASSERT_TRUE(FoldConstants(*g, &rewrites, /*max_result_bytes=*/1000).ok());
+  EXPECT_EQ(rewrites, 0);  // 4000 bytes > 1000
+  ASSERT_TRUE(FoldConstants(*g, &rewrites).ok());
+  EXPECT_EQ(rewrites, 1);
+  EXPECT_EQ(Count(*g, OpKind::kConstantOfShape), 0);
+}
+
+// ---- eliminate_dead_code ----
+
+TEST(EliminateDeadCode, RemovesUnreachableNodesAndUnusedConstants) {
+  OnnxBuilder b;
+  b.Input("x", kFloat, {-1, 2})
+      .Input("unused_input", kFloat, {-1, 2})
+      .FloatInit("bias", {2}, {1.f, 2.f})
+      .FloatInit("dead_w", {2}, {3.f, 4.f})
+      .Output("y", kFloat, {-1, 2});
+  b.Node("Add", {"x", "bias"}, {"y"});
+  b.Node("Mul", {"x", "dead_w"}, {"dead1"});
+  b.Node("Relu", {"dead1"}, {"dead2"});
+  auto g = Load(b);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(RunPass(EliminateDeadCode, *g), 2 + 3);  // Mul, Relu; dead_w, dead1, dead2
+  EXPECT_EQ(g->nodes().size(), 1u);
+  EXPECT_EQ(g->FindValue("dead_w"), nullptr);
+  EXPECT_NE(g->FindValue("bias"), nullptr);
+  EXPECT_NE(g->FindValue("unused_input"), nullptr);  // the model's interface stays
+  EXPECT_EQ(g->inputs.size(), 2u);
+  EXPECT_EQ(RunPass(EliminateDeadCode, *g), 0);
+}
+
+// ---- fuse_embedding_lookup ----
+
+// PyTorch's FieldEmbedding: table(where((ids > c) & (ids < sizes), ids, zeros_like(ids)) + offsets)
+// with 3 fields of sizes 2, 3, 4 over one table of 9 rows.
+OnnxBuilder EmbeddingModel(int64_t greater_than = -1, int64_t zero_value = 0,
+                           bool scalar_sizes = false) {
+  OnnxBuilder b;
+  b.Input("ids", kInt64, {-1, 3})
+      .FloatInit("table", {9, 2}, Iota(18, 1.f))
+      .Int64Init("c", {}, {greater_than})
+      .Int64Init("offsets", {3}, {0, 2, 5})
+      .Output("emb", kFloat, {-1, 3, 2});
+  if (scalar_sizes) {
+    b.Int64Init("sizes", {}, {2});
+  } else {
+    b.Int64Init("sizes", {3}, {2, 3, 4});
+  }
+  b.Node("Greater", {"ids", "c"}, {"ge0"});
+  b.Node("Less", {"ids", "sizes"}, {"lt"});
+  b.Node("And", {"ge0", "lt"}, {"valid"});
+  b.Node("Shape", {"ids"}, {"shape"});
+  Int64TensorAttr(b.Node("ConstantOfShape", {"shape"}, {"zeros"}), "value", zero_value);
+  b.Node("Where", {"valid", "ids", "zeros"}, {"clamped"});
+  b.Node("Add", {"clamped", "offsets"}, {"rows"});
+  b.Node("Gather", {"table", "rows"}, {"emb"});
+  return b;
+}
+
+TEST(FuseEmbeddingLookup, FusesTheClampedFieldLookup) {
+  auto before = Load(EmbeddingModel());
+  auto g = Load(EmbeddingModel());
+  ASSERT_TRUE(g && before);
+  EXPECT_EQ(RunPass(FuseEmbeddingLookup, *g), 1);
+  RunPass(EliminateDeadCode, *g);
+  ASSERT_EQ(g->nodes().size(), 1u) << ir::Dump(*g);
+  const ir::Node* n = First(*g, OpKind::kEmbeddingLookup);
+  ASSERT_NE(n, nullptr);
+  ASSERT_EQ(n->inputs.size(), 4u);
+  EXPECT_EQ(n->inputs[1]->name, "ids");
+  EXPECT_EQ(n->inputs[2]->constant->ToInt64Vector().value(), (std::vector<int64_t>{0, 2, 5}));
+  EXPECT_EQ(n->inputs[3]->constant->ToInt64Vector().value(), (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(g->outputs[0]->shape.ToString(), "[batch,3,2]");
+  // Ids below 0, inside, and past each field's size.
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 3, -3, 6));
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 1, 4, -3, 6));
+}
+
+TEST(FuseEmbeddingLookup, OneSizeForAllFieldsIsExpandedPerField) {
+  auto before = Load(EmbeddingModel(-1, 0, /*scalar_sizes=*/true));
+  auto g = Load(EmbeddingModel(-1, 0, true));
+  ASSERT_TRUE(g && before);
+  EXPECT_EQ(RunPass(FuseEmbeddingLookup, *g), 1);
+  const ir::Node* n = First(*g, OpKind::kEmbeddingLookup);
+  ASSERT_NE(n, nullptr);
+  ASSERT_EQ(n->inputs.size(), 4u);
+  EXPECT_EQ(n->inputs[3]->constant->ToInt64Vector().value(), (std::vector<int64_t>{2, 2, 2}));
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 5, -3, 6));
+}
+
+// ids > 0 is not the clamp (id 0 would then map to 0 anyway, but ids > 1 would not): the Where
+// stays and the lookup reads its result as plain ids with offsets.
+TEST(FuseEmbeddingLookup, AnotherThresholdIsNotTheClamp) {
+  for (auto [gt, zero] : {std::pair<int64_t, int64_t>{1, 0}, {-1, 1}}) {
+    auto before = Load(EmbeddingModel(gt, zero));
+    auto g = Load(EmbeddingModel(gt, zero));
+    ASSERT_TRUE(g && before);
+    EXPECT_EQ(RunPass(FuseEmbeddingLookup, *g), 1);
+    const ir::Node* n = First(*g, OpKind::kEmbeddingLookup);
+    ASSERT_NE(n, nullptr);
+    EXPECT_EQ(n->inputs.size(), 3u);  // offsets, no sizes
+    EXPECT_EQ(n->inputs[1]->name, "clamped");
+    EXPECT_EQ(Count(*g, OpKind::kWhere), 1);
+    ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 6, 0, 2));
+  }
+}
+
+TEST(FuseEmbeddingLookup, PlainGatherOfTwoDimensionalIds) {
+  OnnxBuilder b;
+  b.Input("ids", kInt64, {-1, 4}).FloatInit("table", {5, 3}, Iota(15, 1.f));
+  b.Output("emb", kFloat, {-1, 4, 3});
+  b.Node("Gather", {"table", "ids"}, {"emb"});
+  auto before = Load(b);
+  auto g = Load(b);
+  ASSERT_TRUE(g && before);
+  EXPECT_EQ(RunPass(FuseEmbeddingLookup, *g), 1);
+  const ir::Node* n = First(*g, OpKind::kEmbeddingLookup);
+  ASSERT_NE(n, nullptr);
+  EXPECT_EQ(n->inputs.size(), 2u);
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 7, -5, 5));  // negative ids wrap
+}
+
+TEST(FuseEmbeddingLookup, LeavesOtherGathers) {
+  OnnxBuilder b;
+  b.Input("ids1d", kInt64, {-1})
+      .Input("ids", kInt64, {-1, 4})
+      .Input("x", kFloat, {-1, 4})
+      .FloatInit("table", {5, 3}, Iota(15, 1.f))
+      .Int64Init("cols", {2}, {0, 3})
+      .Output("a", kFloat, {-1, 3})
+      .Output("b", kFloat, {-1, 2})
+      .Output("x_rows", kFloat, {-1, 4, 4});
+  b.Node("Gather", {"table", "ids1d"}, {"a"});                              // 1-D ids
+  OnnxBuilder::IntAttr(b.Node("Gather", {"x", "cols"}, {"b"}), "axis", 1);  // axis 1
+  b.Node("Gather", {"x", "ids"}, {"x_rows"});                               // not a constant
+  auto g = Load(b);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(RunPass(FuseEmbeddingLookup, *g), 0);
+  EXPECT_EQ(Count(*g, OpKind::kGather), 3);
+}
+
+// ---- fuse_linear ----
+
+OnnxBuilder GemmModel(int trans_a, int relu_consumers, const char* act = "Relu") {
+  OnnxBuilder b;
+  // x [batch,3], or [3,batch] with transA=1.
+  b.Input("x", kFloat, trans_a ? std::vector<int64_t>{3, -1} : std::vector<int64_t>{-1, 3})
+      .FloatInit("w", {2, 3}, Iota(6, 1.f))  // [N,K]: transB=1, as PyTorch's nn.Linear exports
+      .FloatInit("b", {2}, {0.5f, -0.25f})
+      .Output("y", kFloat, {-1, 2});
+  auto* gemm = b.Node("Gemm", {"x", "w", "b"}, {"h"});
+  OnnxBuilder::IntAttr(gemm, "transB", 1);
+  if (trans_a) OnnxBuilder::IntAttr(gemm, "transA", 1);
+  b.Node(act, {"h"}, {relu_consumers == 1 ? "y" : "a"});
+  if (relu_consumers > 1) b.Node("Add", {"a", "h"}, {"y"});  // h read twice
+  return b;
+}
+
+TEST(FuseLinear, GemmWithTransposedWeightAndRelu) {
+  auto before = Load(GemmModel(0, 1));
+  auto g = Load(GemmModel(0, 1));
+  ASSERT_TRUE(g && before);
+  EXPECT_EQ(RunPass(FuseLinear, *g), 2);  // Gemm -> Linear, then Relu absorbed
+  ASSERT_EQ(g->nodes().size(), 1u) << ir::Dump(*g);
+  const ir::Node* n = First(*g, OpKind::kLinear);
+  ASSERT_NE(n, nullptr);
+  EXPECT_EQ(n->GetInt("activation", -1), 1);
+  EXPECT_EQ(n->inputs[1]->constant->dims(), (Dims{3, 2}));  // W^T, [K,N]
+  EXPECT_EQ(n->outputs[0]->name, "y");
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 8));
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 1, 9));
+}
+
+TEST(FuseLinear, ReluWithTwoConsumersIsNotFused) {
+  auto before = Load(GemmModel(0, 2));
+  auto g = Load(GemmModel(0, 2));
+  ASSERT_TRUE(g && before);
+  EXPECT_EQ(RunPass(FuseLinear, *g), 1);  // the Gemm only
+  EXPECT_EQ(Count(*g, OpKind::kRelu), 1);
+  EXPECT_EQ(First(*g, OpKind::kLinear)->GetInt("activation", -1), 0);
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 10));
+}
+
+TEST(FuseLinear, GemmWithTransAIsNotFused) {
+  auto g = Load(GemmModel(1, 1));
+  ASSERT_TRUE(g);
+  EXPECT_EQ(RunPass(FuseLinear, *g), 0);
+  EXPECT_EQ(Count(*g, OpKind::kGemm), 1);
+}
+
+TEST(FuseLinear, MatMulBiasSigmoid) {
+  OnnxBuilder b;
+  b.Input("x", kFloat, {-1, 3})
+      .FloatInit("w", {3, 2}, Iota(6, 1.f))
+      .FloatInit("b", {1, 2}, {0.5f, -0.25f})
+      .Output("y", kFloat, {-1, 2});
+  b.Node("MatMul", {"x", "w"}, {"h"});
+  b.Node("Add", {"b", "h"}, {"hb"});
+  b.Node("Sigmoid", {"hb"}, {"y"});
+  auto before = Load(b);
+  auto g = Load(b);
+  ASSERT_TRUE(g && before);
+  EXPECT_EQ(RunPass(FuseLinear, *g), 3);
+  ASSERT_EQ(g->nodes().size(), 1u) << ir::Dump(*g);
+  const ir::Node* n = First(*g, OpKind::kLinear);
+  EXPECT_EQ(n->GetInt("activation", -1), 2);
+  ASSERT_EQ(n->inputs.size(), 3u);
+  EXPECT_EQ(n->inputs[2]->constant->dims(), (Dims{2}));
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 11));
+}
+
+// DeepFM's shape: the final Sigmoid follows an Add of two logits, not a Linear.
+TEST(FuseLinear, SigmoidAfterAnAddOfLogitsStays) {
+  OnnxBuilder b;
+  b.Input("x", kFloat, {-1, 3})
+      .Input("other", kFloat, {-1, 1})
+      .FloatInit("w", {3, 1}, Iota(3, 1.f))
+      .FloatInit("w2", {3, 3}, Iota(9, 1.f))
+      .Output("y", kFloat, {-1, 1});
+  b.Node("MatMul", {"x", "w"}, {"h"});
+  b.Node("Add", {"h", "other"}, {"logit"});
+  b.Node("Sigmoid", {"logit"}, {"y"});
+  auto g = Load(b);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(RunPass(FuseLinear, *g), 1);
+  EXPECT_EQ(Count(*g, OpKind::kSigmoid), 1);
+  EXPECT_EQ(Count(*g, OpKind::kAdd), 1);
+  EXPECT_EQ(First(*g, OpKind::kLinear)->inputs.size(), 2u);
+}
+
+TEST(FuseLinear, MatMulOfTwoActivationsIsNotFused) {
+  OnnxBuilder b;
+  b.Input("x", kFloat, {-1, 3}).Input("w", kFloat, {3, 2}).Output("y", kFloat, {-1, 2});
+  b.Node("MatMul", {"x", "w"}, {"y"});
+  auto g = Load(b);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(RunPass(FuseLinear, *g), 0);
+}
+
+// ---- fuse_fm_interaction ----
+
+// DeepFM's FM term over e [batch,4,3], with the exporter's node shapes.
+OnnxBuilder FmModel(bool half_first, int64_t inner_axis = 1, int64_t last_keepdims = 1) {
+  OnnxBuilder b;
+  b.Input("e", kFloat, {-1, 4, 3})
+      .Int64Init("axis", {1}, {inner_axis})
+      .Int64Init("axis1", {1}, {1})
+      .FloatInit("half", {}, {0.5f})
+      .Output("fm", kFloat, last_keepdims ? std::vector<int64_t>{-1, 1} : std::vector<int64_t>{-1});
+  OnnxBuilder::IntAttr(b.Node("ReduceSum", {"e", "axis"}, {"s"}), "keepdims", 0);
+  b.Node("Mul", {"s", "s"}, {"sq"});
+  b.Node("Mul", {"e", "e"}, {"e2"});
+  OnnxBuilder::IntAttr(b.Node("ReduceSum", {"e2", "axis"}, {"ss"}), "keepdims", 0);
+  b.Node("Sub", {"sq", "ss"}, {"d"});
+  OnnxBuilder::IntAttr(b.Node("ReduceSum", {"d", "axis1"}, {"r"}), "keepdims", last_keepdims);
+  if (half_first) {
+    b.Node("Mul", {"half", "r"}, {"fm"});
+  } else {
+    b.Node("Mul", {"r", "half"}, {"fm"});
+  }
+  return b;
+}
+
+TEST(FuseFMInteraction, FusesEitherOperandOrder) {
+  for (bool half_first : {false, true}) {
+    auto before = Load(FmModel(half_first));
+    auto g = Load(FmModel(half_first));
+    ASSERT_TRUE(g && before);
+    EXPECT_EQ(RunPass(FuseFMInteraction, *g), 1);
+    ASSERT_EQ(g->nodes().size(), 1u) << ir::Dump(*g);
+    EXPECT_EQ(g->nodes()[0]->op, OpKind::kFMInteraction);
+    EXPECT_EQ(g->outputs[0]->shape.ToString(), "[batch,1]");
+    ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 12));
+    ExpectSameOutputs(*before, *g, RandomInputs(*before, 1, 13));
+  }
+}
+
+TEST(FuseFMInteraction, NegativeAxisIsTheSameAxis) {
+  auto g = Load(FmModel(false, -2));
+  ASSERT_TRUE(g);
+  EXPECT_EQ(RunPass(FuseFMInteraction, *g), 1);
+}
+
+TEST(FuseFMInteraction, OtherAxesOrKeepdimsAreNotFused) {
+  auto wrong_axis = Load(FmModel(false, 2));      // sums over D, not over fields
+  auto no_keepdims = Load(FmModel(false, 1, 0));  // result [B], not [B,1]
+  ASSERT_TRUE(wrong_axis && no_keepdims);
+  EXPECT_EQ(RunPass(FuseFMInteraction, *wrong_axis), 0);
+  EXPECT_EQ(RunPass(FuseFMInteraction, *no_keepdims), 0);
+}
+
+TEST(FuseFMInteraction, SharedIntermediateIsNotFused) {
+  OnnxBuilder b = FmModel(false);
+  b.Output("d", kFloat, {-1, 3});  // the difference is also a model output
+  auto g = Load(b);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(RunPass(FuseFMInteraction, *g), 0);
+}
+
+// ---- fuse_cross ----
+
+// Two DCN-v2 cross layers: x1 = x0 * (x0 W0^T + b0) + x0; x2 = x0 * Gemm(x1) + x1.
+OnnxBuilder CrossModel(bool relu = false, bool add_other = false) {
+  OnnxBuilder b;
+  b.Input("x0", kFloat, {-1, 3})
+      .Input("other", kFloat, {-1, 3})
+      .FloatInit("w0", {3, 3}, Iota(9, 0.5f))
+      .FloatInit("b0", {3}, {0.1f, 0.2f, 0.3f})
+      .FloatInit("w1", {3, 3}, Iota(9, 0.3f))
+      .FloatInit("b1", {3}, {-0.1f, 0.f, 0.1f})
+      .Output("x2", kFloat, {-1, 3});
+  OnnxBuilder::IntAttr(b.Node("Gemm", {"x0", "w0", "b0"}, {"l0"}), "transB", 1);
+  const char* lin0 = "l0";
+  if (relu) {
+    b.Node("Relu", {"l0"}, {"l0r"});
+    lin0 = "l0r";
+  }
+  b.Node("Mul", {"x0", lin0}, {"m0"});
+  b.Node("Add", {"m0", add_other ? "other" : "x0"}, {"x1"});
+  OnnxBuilder::IntAttr(b.Node("Gemm", {"x1", "w1", "b1"}, {"l1"}), "transB", 1);
+  b.Node("Mul", {"l1", "x0"}, {"m1"});
+  b.Node("Add", {"x1", "m1"}, {"x2"});
+  return b;
+}
+
+TEST(FuseCross, FusesTheCrossLayersAfterFuseLinear) {
+  auto before = Load(CrossModel());
+  auto g = Load(CrossModel());
+  ASSERT_TRUE(g && before);
+  EXPECT_EQ(RunPass(FuseLinear, *g), 2);
+  EXPECT_EQ(RunPass(FuseCross, *g), 2);
+  ASSERT_EQ(g->nodes().size(), 2u) << ir::Dump(*g);
+  EXPECT_EQ(Count(*g, OpKind::kCross), 2);
+  const ir::Node* c = First(*g, OpKind::kCross);
+  EXPECT_EQ(c->inputs[0]->name, "x0");
+  EXPECT_EQ(c->inputs[1]->name, "x0");
+  EXPECT_EQ(c->inputs[2]->constant->dims(), (Dims{3, 3}));
+  ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 14));
+}
+
+TEST(FuseCross, NearMissesAreNotFused) {
+  for (auto [relu, other] : {std::pair{true, false}, std::pair{false, true}}) {
+    auto before = Load(CrossModel(relu, other));
+    auto g = Load(CrossModel(relu, other));
+    ASSERT_TRUE(g && before);
+    RunPass(FuseLinear, *g);
+    EXPECT_EQ(RunPass(FuseCross, *g), 1);  // only the second layer
+    ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 15));
+  }
+}
+
+// ---- the pipeline ----
+
+TEST(Pipeline, UnknownPassNameIsAnError) {
+  auto g = Load(FmModel(false));
+  ASSERT_TRUE(g);
+  PipelineOptions opt;
+  opt.skip = {"fuse_everything"};
+  Status s = RunPipeline(*g, opt, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("fuse_linear"), std::string::npos) << s.message();
+}
+
+TEST(Pipeline, ReportsEachPassAndHonoursSkipAndNoFuse) {
+  auto g = Load(FmModel(false));
+  ASSERT_TRUE(g);
+  std::vector<PassReport> report;
+  PipelineOptions opt;
+  opt.skip = {"fuse_fm_interaction"};
+  ASSERT_TRUE(RunPipeline(*g, opt, &report).ok());
+  EXPECT_EQ(Count(*g, OpKind::kFMInteraction), 0);
+  ASSERT_FALSE(report.empty());
+  EXPECT_EQ(report.front().name, "fold_constants");
+  EXPECT_NE(FormatReport(report).find("eliminate_dead_code"), std::string::npos);
+
+  auto g2 = Load(GemmModel(0, 1));
+  ASSERT_TRUE(g2);
+  opt = PipelineOptions{};
+  opt.fuse = false;
+  ASSERT_TRUE(RunPipeline(*g2, opt, nullptr).ok());
+  EXPECT_EQ(Count(*g2, OpKind::kGemm), 1);
+  EXPECT_GT(RunAll(*g2), 0);
+  EXPECT_EQ(Count(*g2, OpKind::kLinear), 1);
+  EXPECT_EQ(Count(*g2, OpKind::kGemm), 0);
+}
+
+// ---- the zoo's models ----
+
+struct ZooCase {
+  const char* name;
+  // Fused ops the pipeline must produce: op and the least count.
+  std::vector<std::pair<OpKind, int>> expect;
+};
+
+// models/<name>/model.onnx as committed, or $CLICKRT_ZOO_DIR/<name>.onnx when set (fresh exports).
+std::string ZooModelPath(const std::string& name) {
+  if (const char* dir = std::getenv("CLICKRT_ZOO_DIR")) {
+    return std::string(dir) + "/" + name + ".onnx";
+  }
+  return std::string(CLICKRT_SOURCE_DIR) + "/models/" + name + "/model.onnx";
+}
+
+class ZooPipeline : public ::testing::TestWithParam<ZooCase> {};
+
+TEST_P(ZooPipeline, FusesAndKeepsTheOutputs) {
+  const ZooCase& zc = GetParam();
+  const std::string path = ZooModelPath(zc.name);
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "fixture " << path << " is missing";
+  auto before = onnx_import::ImportModel(path);
+  auto after = onnx_import::ImportModel(path);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  ASSERT_TRUE(after.ok());
+  ir::Graph& g = **after;
+  std::vector<PassReport> report;
+  Status s = RunPipeline(g, PipelineOptions{}, &report);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(ir::Verify(g).ok());
+  for (auto [op, least] : zc.expect) {
+    EXPECT_GE(Count(g, op), least) << ir::OpKindName(op) << "\n" << ir::Dump(g);
+  }
+  std::cout << zc.name << ": " << (*before)->nodes().size() << " -> " << g.nodes().size()
+            << " nodes\n"
+            << FormatReport(report);
+  // A second run finds nothing left to do.
+  EXPECT_EQ(RunAll(g), 0);
+  for (int64_t batch : {1, 7}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    ExpectSameOutputs(**before, g, RandomInputs(**before, batch, 100 + batch));
+  }
+  // The committed sample request too, where there is one.
+  const auto samples = std::filesystem::path(path).parent_path() / "sample_inputs";
+  if (std::filesystem::is_directory(samples)) {
+    TensorMap inputs;
+    for (const ir::Value* in : (*before)->inputs) {
+      auto t = onnx_import::ReadTensorProtoFile((samples / (in->name + ".pb")).string());
+      if (!t.ok()) break;
+      inputs[in->name] = t.value();
+    }
+    if (inputs.size() == (*before)->inputs.size()) {
+      SCOPED_TRACE("sample_inputs");
+      ExpectSameOutputs(**before, g, inputs);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Zoo, ZooPipeline,
+    ::testing::Values(
+        ZooCase{"deepfm", {{OpKind::kEmbeddingLookup, 2}, {OpKind::kLinear, 4},
+                           {OpKind::kFMInteraction, 1}}},
+        ZooCase{"dcnv2", {{OpKind::kCross, 3}, {OpKind::kLinear, 1},
+                          {OpKind::kEmbeddingLookup, 1}}},
+        ZooCase{"wide_deep", {{OpKind::kLinear, 1}, {OpKind::kEmbeddingLookup, 1}}},
+        ZooCase{"din", {{OpKind::kLinear, 1}, {OpKind::kEmbeddingLookup, 1}}}),
+    [](const ::testing::TestParamInfo<ZooCase>& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace clickrt::passes

@@ -1,0 +1,111 @@
+// `clickrt build`, `clickrt inspect`: compile an ONNX model to an engine file and look inside one.
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "compiler/compiler.h"
+#include "engine/engine_file.h"
+
+namespace clickrt::cli {
+namespace {
+
+struct BuildCmd {
+  std::string model, output, backend = "cpu", precision = "fp32", batch = "1:64:4096", isa;
+  bool dump_graph = false, no_optimize = false, quiet = false;
+};
+
+StatusOr<engine::Profile> ParseProfile(const std::string& s) {
+  engine::Profile p;
+  std::vector<int64_t> v;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t c = s.find(':', pos);
+    std::string part = s.substr(pos, c == std::string::npos ? std::string::npos : c - pos);
+    try {
+      size_t used = 0;
+      v.push_back(std::stoll(part, &used));
+      if (used != part.size()) throw std::invalid_argument(part);
+    } catch (const std::exception&) {
+      return InvalidArgument("--batch expects N or MIN:OPT:MAX, got '" + s + "'");
+    }
+    if (c == std::string::npos) break;
+    pos = c + 1;
+  }
+  if (v.size() == 1) {
+    p.min = 1;
+    p.opt = p.max = v[0];
+  } else if (v.size() == 3) {
+    p.min = v[0];
+    p.opt = v[1];
+    p.max = v[2];
+  } else {
+    return InvalidArgument("--batch expects N or MIN:OPT:MAX, got '" + s + "'");
+  }
+  return p;
+}
+
+Status Build(const BuildCmd& c) {
+  compiler::BuildOptions o;
+  o.backend = c.backend;
+  o.precision = c.precision;
+  ASSIGN_OR_RETURN(o.profile, ParseProfile(c.batch));
+  o.cpu_isa = c.isa;
+  o.optimize = !c.no_optimize;
+  if (!c.quiet) o.progress = [](const std::string& s) { std::cerr << s << "\n"; };
+  ASSIGN_OR_RETURN(compiler::BuildResult r, compiler::Build(c.model, o));
+  if (c.dump_graph) {
+    std::cout << "== graph before passes\n" << r.graph_before << "\n== graph after passes\n"
+              << r.graph_after;
+  }
+  RETURN_IF_ERROR(engine::WriteEngine(r.program, r.weights, c.output));
+  std::cerr << "wrote " << c.output << ": " << r.program.layers.size() << " layers, "
+            << r.weights.size() << " bytes of weights, arena " << r.program.meta.arena_bytes
+            << " bytes, backend " << r.program.meta.backend << " (" << r.program.meta.cpu_isa
+            << "), batch " << o.profile.min << ":" << o.profile.opt << ":" << o.profile.max << "\n";
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterBuild(CLI::App& app, int* exit_code) {
+  auto c = std::make_shared<BuildCmd>();
+  CLI::App* cmd = app.add_subcommand(
+      "build", "Compile an ONNX model into an engine file: passes, kernel choice, memory plan");
+  cmd->add_option("model", c->model, "ONNX model file")->required();
+  cmd->add_option("-o,--output", c->output, "Engine file to write")->required();
+  cmd->add_option("--backend", c->backend, "cpu (cuda: not built yet)")->capture_default_str();
+  cmd->add_option("--precision", c->precision, "fp32 (others: not built yet for cpu)")->capture_default_str();
+  cmd->add_option("--batch", c->batch, "Batch profile MIN:OPT:MAX (or one MAX); the engine "
+                  "accepts batches in [MIN, MAX] and plans memory for MAX")->capture_default_str();
+  cmd->add_option("--isa", c->isa, "CPU kernels to build for: generic, avx2, avx512 "
+                  "(default: this machine's best); the engine loads only on CPUs that have it");
+  cmd->add_flag("--dump-graph", c->dump_graph, "Print the graph before and after the passes");
+  cmd->add_flag("--no-optimize", c->no_optimize, "Skip the pass pipeline (debugging)");
+  cmd->add_flag("-q,--quiet", c->quiet, "No progress lines");
+  cmd->callback([c, exit_code] {
+    Status s = Build(*c);
+    *exit_code = s.ok() ? 0 : Fail(s);
+  });
+}
+
+void RegisterInspect(CLI::App& app, int* exit_code) {
+  auto path = std::make_shared<std::string>();
+  auto compact = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand(
+      "inspect", "Print an engine file's metadata, tensors and layers (with chosen kernels) as JSON");
+  cmd->add_option("engine", *path, "Engine file")->required();
+  cmd->add_flag("--compact", *compact, "One line of JSON");
+  cmd->callback([path, compact, exit_code] {
+    auto e = engine::LoadEngine(*path);
+    if (!e.ok()) {
+      *exit_code = Fail(e.status().WithContext(*path));
+      return;
+    }
+    std::cout << engine::ProgramToJson((*e)->program(), !*compact) << "\n";
+    *exit_code = 0;
+  });
+}
+
+}  // namespace clickrt::cli
