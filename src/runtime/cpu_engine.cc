@@ -273,7 +273,7 @@ StatusOr<std::unique_ptr<CpuEngine>> CpuEngine::Load(const std::string& path,
   ex.backend = "cpu";
   ex.cpu_isas = SupportedIsas();
   auto eng = engine::LoadEngine(path, ex);
-  if (!eng.ok()) return eng.status().WithContext(path);
+  if (!eng.ok()) return eng.status();  // the loader's messages name the file
   auto e = Create(std::move(eng).value(), options);
   if (!e.ok()) return e.status().WithContext(path);
   return e;

@@ -78,5 +78,30 @@ expect save 0 "" -- "$BIN" run --model "$DATA/test_gather_0/model.onnx" \
   --inputs "$DATA/test_gather_0/test_data_set_0" --save-outputs "$TMP/out"
 [[ -s "$TMP/out/y.pb" ]] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL save: no y.pb"; }
 
+# build / inspect / run --engine / bench on a real ONNX test model.
+M="$DATA/test_gather_0"
+expect build_ok 0 "memory plan" -- "$BIN" build "$M/model.onnx" -o "$TMP/g.engine" --batch 1:2:8
+expect build_help 0 "min:opt:max\|MIN:OPT:MAX" -- "$BIN" build --help
+expect inspect_ok 0 '"format_version": 1' -- "$BIN" inspect "$TMP/g.engine"
+expect run_engine 0 "float32\[3,4,3,2\]" -- "$BIN" run --engine "$TMP/g.engine" --inputs "$M/test_data_set_0"
+"$BIN" run --engine "$TMP/g.engine" --inputs "$M/test_data_set_0" --json >"$TMP/e.json" 2>/dev/null
+"$BIN" run --model "$M/model.onnx" --inputs "$M/test_data_set_0" --json >"$TMP/m.json" 2>/dev/null
+if cmp -s "$TMP/e.json" "$TMP/m.json"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL engine output differs from reference"; fi
+expect bench_ok 0 "p99" -- "$BIN" bench "$TMP/g.engine" --iterations 20 --warmup 2 --inputs "$M/test_data_set_0"
+expect bench_json 0 '"samples_per_s"' -- "$BIN" bench "$TMP/g.engine" --iterations 5 --warmup 1 --json \
+  --inputs "$M/test_data_set_0"
+expect bad_profile 1 "min <= opt <= max" -- "$BIN" build "$M/model.onnx" -o "$TMP/x.engine" --batch 8:4:16
+expect bad_batch_syntax 1 "MIN:OPT:MAX" -- "$BIN" build "$M/model.onnx" -o "$TMP/x.engine" --batch 1:x
+expect cuda_not_built 4 "not built" -- "$BIN" build "$M/model.onnx" -o "$TMP/x.engine" --backend cuda
+expect unsupported_build 4 "Conv" -- "$BIN" build "$DATA/test_conv_with_strides_padding/model.onnx" -o "$TMP/x.engine"
+# Corrupt and foreign engine files.
+head -c 200 "$TMP/g.engine" >"$TMP/trunc.engine"
+expect truncated_engine 5 "trunc.engine" -- "$BIN" inspect "$TMP/trunc.engine"
+expect foreign_engine 1 "magic" -- "$BIN" run --engine "$M/model.onnx" --inputs "$M/test_data_set_0"
+cp "$TMP/g.engine" "$TMP/flip.engine"
+printf '\xff' | dd of="$TMP/flip.engine" bs=1 seek=300 conv=notrunc status=none
+expect corrupt_engine 5 "checksum" -- "$BIN" run --engine "$TMP/flip.engine" --inputs "$M/test_data_set_0"
+expect missing_engine 3 "" -- "$BIN" bench "$TMP/none.engine"
+
 echo "cli: $pass passed, $fail failed"
 [[ "$fail" == 0 ]]

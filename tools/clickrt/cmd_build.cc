@@ -100,7 +100,7 @@ void RegisterInspect(CLI::App& app, int* exit_code) {
   cmd->callback([path, compact, exit_code] {
     auto e = engine::LoadEngine(*path);
     if (!e.ok()) {
-      *exit_code = Fail(e.status().WithContext(*path));
+      *exit_code = Fail(e.status());
       return;
     }
     std::cout << engine::ProgramToJson((*e)->program(), !*compact) << "\n";

@@ -14,6 +14,11 @@ namespace {
 constexpr int kV = 8;          // floats per vector
 constexpr int kNv = 3;         // vectors per panel
 constexpr int kNr = kV * kNv;  // panel width
+#ifndef CLICKRT_FAST_PF
+#define CLICKRT_FAST_PF 1
+#endif
+constexpr bool kPrefetch = CLICKRT_FAST_PF;
+constexpr int kPrefetchK = 16;  // k rows of the panel ahead
 #ifndef CLICKRT_FAST_MC
 #define CLICKRT_FAST_MC 96
 #endif
@@ -69,6 +74,12 @@ CLICKRT_AVX2 void Micro(const GemmArgs& g, int64_t m, const float* b, int64_t n0
   const int64_t lda = g.lda, K = g.K;
   int64_t k = 0;
   for (; k + KU <= K; k += KU) {
+    if (kPrefetch && MR <= 2) {
+      // With one or two rows the kernel is bound by reading W; fetch ahead of the streamer.
+      const char* ahead = reinterpret_cast<const char*>(b + (k + kPrefetchK) * kNr);
+#pragma GCC unroll 16
+      for (int l = 0; l < KU * kNr * 4 / 64; ++l) _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
+    }
     #pragma GCC unroll 16
     for (int u = 0; u < KU; ++u) {
       __m256 bv[NV];
