@@ -7,6 +7,7 @@
 //
 // Args of the Linear benchmarks: K, N, M, ISA (0 generic, 1 avx2, 2 avx512), threads.
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <memory>
 #include <random>
@@ -38,6 +39,47 @@ ThreadPool* Pool(int threads) {
   if (!pools[threads]) pools[threads] = std::make_unique<ThreadPool>(threads);
   return pools[threads].get();
 }
+
+// The core's FMA peak for an ISA (register-only FMAs, 12 or 24 independent chains), so the
+// kernels' GFLOPS can be read as a fraction of what this machine can do. Arg: ISA, threads.
+__attribute__((target("avx2,fma"))) float PeakAvx2(int64_t iters) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(0.001f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  }
+  for (int i = 1; i < 12; ++i) acc[0] = _mm256_add_ps(acc[0], acc[i]);
+  return _mm256_cvtss_f32(acc[0]);
+}
+__attribute__((target("avx512f,avx2,fma"))) float PeakAvx512(int64_t iters) {
+  __m512 acc[24];
+  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.001f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  }
+  for (int i = 1; i < 24; ++i) acc[0] = _mm512_add_ps(acc[0], acc[i]);
+  return _mm512_reduce_add_ps(acc[0]);
+}
+void BM_PeakFma(benchmark::State& state) {
+  const bool avx512 = state.range(0) == 2;
+  if (avx512 ? !Cpu().avx512 : !(Cpu().avx2 && Cpu().fma)) {
+    state.SkipWithError("ISA not supported on this CPU");
+    return;
+  }
+  ThreadPool* pool = Pool(static_cast<int>(state.range(1)));
+  const int64_t iters = 100000;
+  for (auto _ : state) {
+    pool->ParallelFor(pool->size(), 1, [&](int64_t, int64_t) {
+      benchmark::DoNotOptimize(avx512 ? PeakAvx512(iters) : PeakAvx2(iters));
+    });
+  }
+  SetFlops(state, 2.0 * iters * (avx512 ? 24 * 16 : 12 * 8) * pool->size());
+}
+BENCHMARK(BM_PeakFma)->ArgsProduct({{1, 2}, {1, 2}})->UseRealTime()->ArgNames({"isa", "t"});
 
 void BM_Linear(benchmark::State& state) {
   const int64_t K = state.range(0), N = state.range(1), M = state.range(2);
@@ -178,6 +220,10 @@ void BM_DeepFmKernels(benchmark::State& state) {
   const int64_t B = state.range(0), F = 26, D = 16, V = 26 * 100000, dense = 13;
   const int64_t width = F * D + dense;  // 429
   ThreadPool* pool = Pool(static_cast<int>(state.range(1)));
+  if (!ForceIsa(static_cast<Isa>(state.range(2))).ok()) {
+    state.SkipWithError("ISA not supported on this CPU");
+    return;
+  }
   auto table = Random(V * D, 1), fo = Random(V, 2), xd = Random(B * dense, 3);
   std::vector<int64_t> ids(B * F), offsets(F), sizes(F);
   std::mt19937_64 rng(4);
@@ -194,6 +240,7 @@ void BM_DeepFmKernels(benchmark::State& state) {
                               l < 3 ? Activation::kRelu : Activation::kSigmoid, pool);
     layers.push_back(std::move(lin).value());
   }
+  state.SetLabel(layers[0]->name(B));
   std::vector<float> x(B * width), h1(B * 400), h2(B * 400), logit(B), fm(B), first(B);
   EmbeddingFmArgs a;
   a.table = table.data();
@@ -221,12 +268,13 @@ void BM_DeepFmKernels(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   SetFlops(state, 2.0 * B * (429 * 400 + 2 * 400 * 400 + 400));
+  (void)ForceIsa(Cpu().best);
 }
 BENCHMARK(BM_DeepFmKernels)
-    ->ArgsProduct({{1, 8, 64, 512, 4096}, {1, 2}})
+    ->ArgsProduct({{1, 8, 64, 512, 4096}, {1, 2}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond)
-    ->ArgNames({"B", "t"});
+    ->ArgNames({"B", "t", "isa"});
 
 }  // namespace
 }  // namespace clickrt::kernels::fast
