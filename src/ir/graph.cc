@@ -172,7 +172,7 @@ size_t IndexOf(const std::vector<std::unique_ptr<Node>>& nodes, const Node* node
 
 Node* Graph::ReplaceNode(Node* old, std::unique_ptr<Node> node) {
   size_t i = IndexOf(nodes_, old);
-  if (i == nodes_.size()) return AddNode(std::move(node));
+  if (i == nodes_.size()) return nullptr;
   Unhook(old);
   Node* raw = node.get();
   nodes_[i] = std::move(node);

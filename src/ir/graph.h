@@ -117,7 +117,8 @@ class Graph {
   // Puts `node` at `old`'s place in the node order and removes `old`. A fused node usually takes
   // over `old`'s outputs (node->outputs = old->outputs), so their consumers need no rewiring.
   // Every input of `node` must be available at that place (true for the inputs of any subgraph
-  // that ends at `old`).
+  // that ends at `old`). Returns the new node, or nullptr (and changes nothing) if `old` is not
+  // in this graph.
   Node* ReplaceNode(Node* old, std::unique_ptr<Node> node);
   // Removes a node: drops it from its inputs' consumer lists and clears its outputs' producer;
   // the output Values stay (with any constant they hold).

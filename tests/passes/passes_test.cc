@@ -146,6 +146,41 @@ int RunAll(ir::Graph& g) {
   return total;
 }
 
+// ---- the graph mutation helpers the passes use ----
+
+TEST(GraphMutation, ReplaceRemoveAndDropUnusedValues) {
+  OnnxBuilder b;
+  b.Input("x", kFloat, {-1, 2}).FloatInit("c", {2}, {1.f, 2.f}).Output("y", kFloat, {-1, 2});
+  b.Node("Add", {"x", "c"}, {"h"}, "add");
+  b.Node("Relu", {"h"}, {"y"}, "relu");
+  auto g = Load(b);
+  ASSERT_TRUE(g);
+  ir::Node* add = g->nodes()[0].get();
+  ir::Node* relu = g->nodes()[1].get();
+  // The Relu becomes a Sigmoid of x that takes over output y, in the Relu's place.
+  auto sig = std::make_unique<ir::Node>();
+  sig->op = OpKind::kSigmoid;
+  sig->op_type = "Sigmoid";
+  sig->name = "sig";
+  sig->inputs = {g->FindValue("x")};
+  sig->outputs = relu->outputs;
+  ir::Node* s = g->ReplaceNode(relu, std::move(sig));
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(g->nodes()[1].get(), s);
+  EXPECT_EQ(g->FindValue("y")->producer, s);
+  EXPECT_TRUE(g->FindValue("h")->consumers.empty());
+  EXPECT_EQ(g->FindValue("x")->consumers.size(), 2u);
+  EXPECT_EQ(g->ReplaceNode(relu, std::make_unique<ir::Node>()), nullptr);  // no longer there
+  g->RemoveNode(add);
+  EXPECT_EQ(g->nodes().size(), 1u);
+  EXPECT_EQ(g->FindValue("h")->producer, nullptr);
+  EXPECT_EQ(g->FindValue("x")->consumers.size(), 1u);
+  EXPECT_EQ(g->RemoveUnusedValues(), 2);  // h and c
+  EXPECT_EQ(g->FindValue("c"), nullptr);
+  EXPECT_NE(g->FindValue("x"), nullptr);
+  EXPECT_TRUE(ir::Verify(*g).ok());
+}
+
 // ---- fold_constants ----
 
 Status Fold(ir::Graph& g, int* rewrites) { return FoldConstants(g, rewrites); }
