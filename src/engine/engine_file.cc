@@ -308,7 +308,8 @@ Status ProgramFromJson(const json& doc, Program* program) {
 bool TensorBytes(const TensorDesc& t, int64_t batch, int64_t* bytes) {
   int64_t n = static_cast<int64_t>(DTypeSize(t.dtype));
   for (int64_t d : t.dims) {
-    if (__builtin_mul_overflow(n, d == -1 ? batch : d, &n)) return false;
+    // -2 (a dynamic non-batch dim) counts as 1: such tensors are never in the arena.
+    if (__builtin_mul_overflow(n, d == -1 ? batch : d == -2 ? 1 : d, &n)) return false;
   }
   *bytes = n;
   return true;
@@ -348,10 +349,14 @@ std::string ValidateProgram(const Program& p, uint64_t weights_bytes) {
     if (t.dtype == DType::kUndefined || DTypeSize(t.dtype) == 0) {
       return TensorName(p, i) + " has no dtype";
     }
-    bool has_batch = false;
+    bool has_batch = false, has_dynamic = false;
     for (int64_t d : t.dims) {
-      if (d < -1) return TensorName(p, i) + " has a negative dimension in " + DimsToString(t.dims);
+      if (d < -2) return TensorName(p, i) + " has a negative dimension in " + DimsToString(t.dims);
       has_batch |= d == -1;
+      has_dynamic |= d == -2;
+    }
+    if (has_dynamic && (t.weight_offset >= 0 || t.arena_offset >= 0)) {
+      return TensorName(p, i) + " has a dynamic dimension (-2) but is a constant or in the arena";
     }
     int64_t bytes;
     if (!TensorBytes(t, p.meta.profile.max, &bytes)) {

@@ -123,7 +123,9 @@ struct Metadata {
 struct TensorDesc {
   std::string name;
   DType dtype = DType::kUndefined;  // never kUndefined in a valid program
-  std::vector<int64_t> dims;        // -1 marks the batch dimension (not allowed for constants)
+  std::vector<int64_t> dims;        // -1 marks the batch dimension (not allowed for constants);
+                                    // -2 a dynamic non-batch dimension (activations outside
+                                    // the arena only, sized at run time)
   // Constants: byte range in the weights blob (offset a multiple of 64); -1 / 0 otherwise.
   int64_t weight_offset = -1, weight_bytes = 0;
   // Activations: offset in the arena (see "Memory plan" above); -1 when not in the arena.

@@ -57,4 +57,48 @@ Status InferCross(ir::Node& n) {
   return Status::Ok();
 }
 
+// q [B,D], k [B,L,D], mask [B,L] bool, then (W [K,H], b [H], slope) per hidden layer, W_out [H,1],
+// b_out [1]. Output [B,D], B and D taken from k (the subgraph's MatMul with k gives them).
+Status InferDinAttention(ir::Node& n) {
+  if (n.inputs.size() < 5 || (n.inputs.size() - 5) % 3 != 0) {
+    return NodeError(n, "takes q, k, mask, 3 inputs per hidden layer, W_out and b_out; got " +
+                            std::to_string(n.inputs.size()) + " inputs");
+  }
+  for (const ir::Value* v : n.inputs) {
+    if (v == nullptr) return NodeError(n, "no input may be omitted");
+  }
+  RETURN_IF_ERROR(detail::RequireDTypes(n, 0, {DType::kFloat32, DType::kFloat16, DType::kBFloat16}));
+  RETURN_IF_ERROR(detail::RequireDTypes(n, 2, {DType::kBool}));
+  for (size_t i = 1; i < n.inputs.size(); ++i) {
+    if (i != 2 && n.inputs[i]->dtype != n.inputs[0]->dtype) {
+      return NodeError(n, "input " + std::to_string(i) + " '" + n.inputs[i]->name + "' has dtype " +
+                              DTypeName(n.inputs[i]->dtype) + ", q has " +
+                              DTypeName(n.inputs[0]->dtype));
+    }
+  }
+  const ir::Shape& q = n.inputs[0]->shape;
+  const ir::Shape& k = n.inputs[1]->shape;
+  const ir::Shape& mask = n.inputs[2]->shape;
+  if ((q.rank_known && q.rank() != 2) || (k.rank_known && k.rank() != 3) ||
+      (mask.rank_known && mask.rank() != 2)) {
+    return NodeError(n, "needs q [B,D], k [B,L,D] and mask [B,L], got " + q.ToString() + ", " +
+                            k.ToString() + ", " + mask.ToString());
+  }
+  if (q.rank_known && k.rank_known && q.dims[1].known() && k.dims[2].known() &&
+      q.dims[1].value != k.dims[2].value) {
+    return NodeError(n, "q " + q.ToString() + " and k " + k.ToString() + " differ in D");
+  }
+  const ir::Shape& w_out = n.inputs[n.inputs.size() - 2]->shape;
+  if (w_out.rank_known && (w_out.rank() != 2 || !(w_out.dims[1] == ir::Dim::Known(1)))) {
+    return NodeError(n, "W_out must be [H,1], got " + w_out.ToString());
+  }
+  ir::Shape out;
+  if (k.rank_known) {
+    out.rank_known = true;
+    out.dims = {k.dims[0], k.dims[2]};
+  }
+  SetOutput(n, 0, n.inputs[0]->dtype, out);
+  return Status::Ok();
+}
+
 }  // namespace clickrt::ops

@@ -79,4 +79,19 @@ Status FuseFMInteraction(ir::Graph& g, int* rewrites);
 // Runs after fuse_linear, which turns the layer's Gemm into that Linear.
 Status FuseCross(ir::Graph& g, int* rewrites);
 
+// fuse_din_attention: DIN's target attention over a history k [B,L,D] for a query q [B,D]:
+//   qe = Expand(Unsqueeze(q, 1), <k's shape>)         (any target: Concat makes it k's shape)
+//   x  = Reshape(Concat(qe, k, Sub(qe, k), Mul(qe, k); axis -1), -> [rows, 4D])
+//   x  = PRelu(Linear(x, W_i, b_i), slope_i)          for each hidden layer, any number of them
+//   s  = Reshape(Linear(x, W_out, b_out) [rows,1], -> [B, L] with L = k's static dim 1)
+//   w  = Where(mask, s, zeros)                        zeros: ConstantOfShape(Shape(s)) of 0, or a
+//                                                     one-element zero constant
+//   out = Squeeze(MatMul(Unsqueeze(w, 1), k), 1)  or  ReduceSum(Mul(Unsqueeze(w, -1), k), 1,
+//                                                     keepdims 0)
+//   => DinAttention(q, k, mask, W_1, b_1, slope_1, ..., W_out, b_out)  [B, D]
+// The Linears have activation none (a missing bias becomes a zero constant); slopes are
+// constants broadcasting along the hidden axis only; D and L are static. Every intermediate must
+// be used only inside the pattern. Runs after fuse_linear, which makes the Linears.
+Status FuseDinAttention(ir::Graph& g, int* rewrites);
+
 }  // namespace clickrt::passes

@@ -27,7 +27,10 @@ struct Step {
 //     (Gemm with transB already turned into W[K,N]); its bias / activation steps must finish
 //     first so a cross's Linear is known to have no activation.
 //  5. fuse_cross, then fuse_fm_interaction (independent of each other and of Linear).
-//  6. eliminate_dead_code last: fusions leave shared pattern nodes (the clamp's mask, the
+//  6. fuse_din_attention, also after fuse_linear: it matches DIN's scoring MLP as the Linears
+//     (bias absorbed, activation none) and PRelus that fuse_linear leaves. No other fusion reads
+//     those Linears (a PRelu follows each, not a Relu / Sigmoid / cross Mul).
+//  7. eliminate_dead_code last: fusions leave shared pattern nodes (the clamp's mask, the
 //     untransposed weights) for it to drop once nothing reads them.
 std::vector<Step> Steps(int64_t fold_max_bytes) {
   return {
@@ -38,6 +41,7 @@ std::vector<Step> Steps(int64_t fold_max_bytes) {
       {"fuse_linear", true, FuseLinear},
       {"fuse_cross", true, FuseCross},
       {"fuse_fm_interaction", true, FuseFMInteraction},
+      {"fuse_din_attention", true, FuseDinAttention},
       {"eliminate_dead_code", false, EliminateDeadCode},
   };
 }

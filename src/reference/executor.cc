@@ -320,6 +320,17 @@ Status RunNode(const ir::Node& n, const std::vector<const Tensor*>& in, std::vec
                              static_cast<ref::Activation>(n.GetInt("activation", 0))));
     case OpKind::kFMInteraction: return one(ref::FMInteraction(x));
     case OpKind::kCross: return one(ref::Cross(x, *in[1], *in[2], *in[3]));
+    case OpKind::kDinAttention: {
+      if (in.size() < 5 || (in.size() - 5) % 3 != 0) {
+        return InvalidArgument("node " + n.Label() + ": wrong number of inputs");
+      }
+      for (const Tensor* t : in) {
+        if (t == nullptr) return InvalidArgument("node " + n.Label() + ": an input is empty");
+      }
+      std::vector<ref::DinHiddenLayer> hidden;
+      for (size_t i = 3; i + 2 < in.size(); i += 3) hidden.push_back({in[i], in[i + 1], in[i + 2]});
+      return one(ref::DinAttention(x, *in[1], *in[2], hidden, *in[in.size() - 2], *in.back()));
+    }
     case OpKind::kConstant:
     case OpKind::kUnsupported:
       break;

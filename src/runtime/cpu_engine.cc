@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -63,7 +64,8 @@ StatusOr<std::unique_ptr<ir::Graph>> RaiseProgram(const engine::LoadedEngine& en
 
 namespace {
 
-enum class StepKind { kRef, kLinear, kCross, kEmbedding, kFm, kSkip };
+// kSkip: every output is a constant. kFused: the outputs are written by an earlier fused step.
+enum class StepKind { kRef, kLinear, kCross, kEmbedding, kFm, kSkip, kEmbeddingFm, kConcat, kAddSigmoid, kFused };
 
 struct Step {
   const ir::Node* node = nullptr;
@@ -76,6 +78,16 @@ struct Step {
   const float* table = nullptr;
   int64_t V = 0, D = 0;
   std::vector<int64_t> offsets, sizes;
+  // kEmbeddingFm: one pass over the ids that also writes FM and the first-order sum, and may write
+  // the embedding rows straight into a concat buffer (Flatten + Concat eliminated).
+  int32_t fm_out = -1, first_order_out = -1;
+  const float* first_order_table = nullptr;
+  int32_t concat_out = -1;   // write rows into this tensor's buffer ...
+  int64_t concat_col = 0;    // ... at this column ...
+  int64_t concat_width = 0;  // ... of rows this wide
+  // kConcat: inputs already written by a fused producer are skipped.
+  std::vector<bool> prewritten;
+  std::string fused_into;  // for profiles: the step that computes this one
   std::atomic<int64_t> nanos{0}, calls{0};
 };
 
@@ -83,6 +95,9 @@ struct Context {
   std::vector<Tensor> vals;
   std::shared_ptr<void> arena;
   int64_t arena_bytes = 0;
+  // Buffers written before their layer runs (concat targets of fused producers): outside the
+  // arena, whose plan assumes each tensor is written by its own layer. Sized for the max batch.
+  std::map<int32_t, std::shared_ptr<void>> early;
 };
 
 StatusOr<fast::Isa> IsaFromName(const std::string& name) {
@@ -113,6 +128,8 @@ struct CpuEngine::Impl {
   std::vector<std::unique_ptr<Context>> idle;
 
   Status Prepare();
+  void FuseSteps();
+  StatusOr<Tensor> Early(Context& ctx, int32_t id, int64_t batch);
   Status RunStep(Step& s, Context& ctx, int64_t batch);
   StatusOr<Tensor> Output(Context& ctx, int32_t id, const Dims& dims);
   const Tensor* Get(Context& ctx, int32_t id) {
@@ -178,7 +195,142 @@ Status CpuEngine::Impl::Prepare() {
     }
     steps.push_back(std::move(s));
   }
+  FuseSteps();
   return Status::Ok();
+}
+
+// Runtime fusions over the layer list (the graph is unchanged; the engine's layers keep their
+// kernels): embedding + FM + first-order sum in one pass writing straight into the MLP's concat
+// input, and the final Add + Sigmoid.
+void CpuEngine::Impl::FuseSteps() {
+  const engine::Program& p = eng->program();
+  std::map<const ir::Node*, Step*> step_of;
+  for (auto& st : steps) step_of[st->node] = st.get();
+  auto only_consumer = [](const ir::Value* v) -> const ir::Node* {
+    return v && v->consumers.size() == 1 && !v->is_graph_output ? v->consumers[0] : nullptr;
+  };
+  for (auto& sp : steps) {
+    Step& e = *sp;
+    if (e.kind != StepKind::kEmbedding || e.D < 2) continue;
+    const ir::Value* emb = e.node->outputs[0];
+    if (emb->is_graph_output) continue;
+    Step* fm = nullptr;
+    Step* flat = nullptr;
+    bool other = false;
+    for (const ir::Node* c : emb->consumers) {
+      Step* cs = step_of[c];
+      if (cs->kind == StepKind::kFm && !fm) {
+        fm = cs;
+      } else if (c->op == ir::OpKind::kFlatten && c->GetInt("axis", 1) == 1 && !flat) {
+        flat = cs;
+      } else {
+        other = true;
+      }
+    }
+    // The first-order table: a D = 1 lookup of the same ids, offsets and sizes, summed over fields.
+    Step* fo = nullptr;
+    Step* fo_sum = nullptr;
+    const size_t e_pos = static_cast<size_t>(&sp - &steps[0]);
+    for (size_t ci = e_pos + 1; ci < steps.size(); ++ci) {  // after e: its results are ready by then
+      Step& c = *steps[ci];
+      if (c.kind != StepKind::kEmbedding || c.D != 1 || c.V != e.V || c.in[1] != e.in[1] ||
+          c.offsets != e.offsets || c.sizes != e.sizes) {
+        continue;
+      }
+      const ir::Node* r = only_consumer(c.node->outputs[0]);
+      if (r && r->op == ir::OpKind::kReduceSum && r->GetInt("keepdims", 1) == 0 &&
+          r->input(1) && r->input(1)->constant && r->input(1)->constant->size() == 1 &&
+          r->input(1)->constant->GetAsInt64(0) == 1 && r->outputs[0]->dtype == DType::kFloat32) {
+        fo = &c;
+        fo_sum = step_of[r];
+        break;
+      }
+    }
+    // Flatten -> Concat(axis 1) of 2-D tensors: write the rows into the concat buffer.
+    Step* cat = nullptr;
+    int64_t col = 0, width = 0;
+    if (flat && !other) {
+      const ir::Node* c = only_consumer(flat->node->outputs[0]);
+      if (c && c->op == ir::OpKind::kConcat) {
+        const engine::TensorDesc& od = p.tensors[step_of[c]->out[0]];
+        int64_t axis = c->GetInt("axis", 0);
+        if (od.dims.size() == 2 && od.dims[0] == -1 && od.dims[1] > 0 && (axis == 1 || axis == -1)) {
+          bool ok = true;
+          int64_t acc = 0;
+          for (size_t i = 0; i < c->inputs.size(); ++i) {
+            const int32_t t = step_of[c]->in[i];
+            if (t < 0) {
+              ok = false;
+              break;
+            }
+            const auto& d = p.tensors[t].dims;
+            if (d.size() != 2 || d[1] < 0) ok = false;
+            if (c->inputs[i] == flat->node->outputs[0]) col = acc;
+            acc += d.size() == 2 ? d[1] : 0;
+          }
+          if (ok && acc == od.dims[1]) {
+            cat = step_of[c];
+            width = acc;
+          }
+        }
+      }
+    }
+    if (!fm && !fo && !cat) continue;
+    e.kind = StepKind::kEmbeddingFm;
+    const std::string by = "fused into '" + e.layer->name + "'";
+    if (fm) {
+      e.fm_out = fm->out[0];
+      fm->kind = StepKind::kFused;
+      fm->fused_into = by;
+    }
+    if (fo) {
+      e.first_order_table = fo->table;
+      e.first_order_out = fo_sum->out[0];
+      fo->kind = fo_sum->kind = StepKind::kFused;
+      fo->fused_into = fo_sum->fused_into = by;
+    }
+    if (cat) {
+      e.concat_out = cat->out[0];
+      e.concat_col = col;
+      e.concat_width = width;
+      flat->kind = StepKind::kFused;
+      flat->fused_into = by;
+      cat->kind = StepKind::kConcat;
+      cat->prewritten.assign(cat->in.size(), false);
+      for (size_t i = 0; i < cat->in.size(); ++i) {
+        cat->prewritten[i] = cat->node->inputs[i] == flat->node->outputs[0];
+      }
+    }
+  }
+  // Add -> Sigmoid (the final probability) in one pass.
+  for (auto& sp : steps) {
+    Step& a = *sp;
+    if (a.kind != StepKind::kRef || a.node->op != ir::OpKind::kAdd) continue;
+    const ir::Node* sg = only_consumer(a.node->outputs[0]);
+    if (!sg || sg->op != ir::OpKind::kSigmoid || step_of[sg]->kind != StepKind::kRef) continue;
+    if (a.node->outputs[0]->dtype != DType::kFloat32) continue;
+    a.kind = StepKind::kAddSigmoid;
+    a.out = step_of[sg]->out;
+    step_of[sg]->kind = StepKind::kFused;
+    step_of[sg]->fused_into = "fused into '" + a.layer->name + "'";
+  }
+}
+
+StatusOr<Tensor> CpuEngine::Impl::Early(Context& ctx, int32_t id, int64_t batch) {
+  const engine::TensorDesc& d = eng->program().tensors[id];
+  Dims dims = d.dims;
+  int64_t row = 1;
+  for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
+  dims[0] = batch;
+  auto it = ctx.early.find(id);
+  if (it == ctx.early.end()) {
+    const int64_t max_batch = eng->program().meta.profile.max;
+    size_t bytes = static_cast<size_t>(row * max_batch) * DTypeSize(d.dtype);
+    void* mem = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+    if (mem == nullptr) return Status(StatusCode::kResourceExhausted, "cannot allocate a concat buffer");
+    it = ctx.early.emplace(id, std::shared_ptr<void>(mem, [](void* q) { std::free(q); })).first;
+  }
+  return Tensor::View(d.dtype, dims, it->second.get(), it->second);
 }
 
 StatusOr<Tensor> CpuEngine::Impl::Output(Context& ctx, int32_t id, const Dims& dims) {
@@ -195,7 +347,104 @@ Status CpuEngine::Impl::RunStep(Step& s, Context& ctx, int64_t batch) {
   const ir::Node& n = *s.node;
   switch (s.kind) {
     case StepKind::kSkip:
+    case StepKind::kFused:
       return Status::Ok();
+    case StepKind::kEmbeddingFm: {
+      const Tensor* ids = Get(ctx, s.in[1]);
+      if (ids->rank() != 2) return InvalidArgument("ids must be [B,F], got " + ids->Describe());
+      const int64_t B = ids->dim(0), F = ids->dim(1);
+      if ((!s.offsets.empty() && static_cast<int64_t>(s.offsets.size()) != F) ||
+          (!s.sizes.empty() && static_cast<int64_t>(s.sizes.size()) != F)) {
+        return InvalidArgument("ids " + ids->Describe() + " do not match the per-field tensors");
+      }
+      fast::EmbeddingFmArgs a;
+      a.table = s.table;
+      a.V = s.V;
+      a.D = s.D;
+      a.ids = ids->data<int64_t>();
+      a.B = B;
+      a.F = F;
+      a.offsets = s.offsets.empty() ? nullptr : s.offsets.data();
+      a.sizes = s.sizes.empty() ? nullptr : s.sizes.data();
+      Tensor emb_dst;
+      if (s.concat_out >= 0) {
+        ASSIGN_OR_RETURN(emb_dst, Early(ctx, s.concat_out, B));
+        if (s.concat_col + F * s.D > s.concat_width) return Internal("concat layout mismatch");
+        a.emb_out = emb_dst.data<float>() + s.concat_col;
+        a.emb_stride = s.concat_width;
+        ctx.vals[s.concat_out] = emb_dst;
+      } else {
+        ASSIGN_OR_RETURN(emb_dst, Output(ctx, s.out[0], {B, F, s.D}));
+        a.emb_out = emb_dst.data<float>();
+        a.emb_stride = F * s.D;
+        ctx.vals[s.out[0]] = emb_dst;
+      }
+      Tensor fm, fo;
+      if (s.fm_out >= 0) {
+        ASSIGN_OR_RETURN(fm, Output(ctx, s.fm_out, {B, 1}));
+        a.fm_out = fm.data<float>();
+      }
+      if (s.first_order_out >= 0) {
+        ASSIGN_OR_RETURN(fo, Output(ctx, s.first_order_out, {B, 1}));
+        a.first_order_table = s.first_order_table;
+        a.first_order_out = fo.data<float>();
+      }
+      Status st = fast::EmbeddingFm(a, pool.get());
+      if (!st.ok()) return st.WithContext("ids from '" + n.inputs[1]->name + "'");
+      if (s.fm_out >= 0) ctx.vals[s.fm_out] = std::move(fm);
+      if (s.first_order_out >= 0) ctx.vals[s.first_order_out] = std::move(fo);
+      return Status::Ok();
+    }
+    case StepKind::kConcat: {
+      // The prewritten inputs are already in place; copy the others into their columns.
+      Tensor& y = ctx.vals[s.out[0]];
+      if (!y.defined()) return Internal("concat buffer missing");
+      const int64_t B = y.dim(0), W = y.dim(1);
+      int64_t col = 0;
+      for (size_t i = 0; i < s.in.size(); ++i) {
+        const engine::TensorDesc& d = eng->program().tensors[s.in[i]];
+        const int64_t w = d.dims[1];
+        if (!s.prewritten[i]) {
+          const Tensor* x = Get(ctx, s.in[i]);
+          if (x->dtype() != y.dtype() || x->rank() != 2 || x->dim(0) != B || x->dim(1) != w) {
+            return InvalidArgument("concat input " + x->Describe() + " does not fit its columns");
+          }
+          const size_t es = DTypeSize(y.dtype());
+          for (int64_t b = 0; b < B; ++b) {
+            std::memcpy(static_cast<char*>(y.raw()) + (b * W + col) * es,
+                        static_cast<const char*>(x->raw()) + b * w * es, static_cast<size_t>(w) * es);
+          }
+        }
+        col += w;
+      }
+      return Status::Ok();
+    }
+    case StepKind::kAddSigmoid: {
+      const Tensor* a = Get(ctx, s.in[0]);
+      const Tensor* b = Get(ctx, s.in[1]);
+      if (a->dtype() != DType::kFloat32 || b->dtype() != DType::kFloat32 ||
+          (a->dims() != b->dims() && b->size() != 1)) {
+        // Shapes the one-pass loop does not cover: Add then Sigmoid with the reference kernels.
+        std::vector<Tensor> sum;
+        RETURN_IF_ERROR(reference::RunNode(n, {a, b}, &sum));
+        const ir::Node* sg = n.outputs[0]->consumers[0];
+        std::vector<Tensor> prob;
+        RETURN_IF_ERROR(reference::RunNode(*sg, {&sum[0]}, &prob));
+        ctx.vals[s.out[0]] = std::move(prob[0]);
+        return Status::Ok();
+      }
+      ASSIGN_OR_RETURN(Tensor y, Output(ctx, s.out[0], a->dims()));
+      const float* pa = a->data<float>();
+      const float* pb = b->data<float>();
+      float* py = y.data<float>();
+      const bool scalar = b->size() == 1 && a->dims() != b->dims();
+      for (int64_t i = 0; i < a->size(); ++i) {
+        const float z = pa[i] + (scalar ? pb[0] : pb[i]);
+        py[i] = z >= 0 ? 1.f / (1.f + std::exp(-z)) : std::exp(z) / (1.f + std::exp(z));
+      }
+      ctx.vals[s.out[0]] = std::move(y);
+      return Status::Ok();
+    }
     case StepKind::kLinear: {
       const Tensor* x = Get(ctx, s.in[0]);
       const int64_t K = s.linear->K(), N = s.linear->N();
@@ -374,7 +623,12 @@ const ir::Graph& CpuEngine::graph() const { return *impl_->graph; }
 std::vector<LayerTiming> CpuEngine::Timings() const {
   std::vector<LayerTiming> v;
   for (const auto& s : impl_->steps) {
-    v.push_back({s->layer->name, s->layer->op, s->kind == StepKind::kSkip ? "folded" : s->layer->kernel,
+    std::string kernel = s->kind == StepKind::kSkip    ? "folded"
+                         : s->kind == StepKind::kFused ? s->fused_into
+                                                       : s->layer->kernel;
+    if (s->kind == StepKind::kEmbeddingFm) kernel += "+fm/first-order/concat";
+    if (s->kind == StepKind::kAddSigmoid) kernel = "add+sigmoid";
+    v.push_back({s->layer->name, s->layer->op, kernel,
                  s->nanos.load() / 1e6, s->calls.load()});
   }
   return v;

@@ -6,6 +6,10 @@
 //   |fast - r| <= 1e-5 * (1 + magnitude),
 // where magnitude is the sum of the absolute values of the terms that make up r (for Linear:
 // sum_k |x[m,k] * w[k,n]| + |bias[n]|). Embedding gathers are copies and must match exactly.
+#include "kernels/cpu/fast/fast_kernels.h"
+
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -14,9 +18,6 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-#include "kernels/cpu/fast/fast_kernels.h"
 #include "kernels/cpu/reference/reference_kernels.h"
 
 namespace clickrt::kernels {
@@ -70,8 +71,8 @@ struct LinearCase {
 };
 
 void CheckLinear(const LinearCase& c, fast::ThreadPool* pool, std::mt19937& rng) {
-  SCOPED_TRACE("M=" + std::to_string(c.M) + " K=" + std::to_string(c.K) + " N=" +
-               std::to_string(c.N) + " bias=" + std::to_string(c.bias) +
+  SCOPED_TRACE("M=" + std::to_string(c.M) + " K=" + std::to_string(c.K) +
+               " N=" + std::to_string(c.N) + " bias=" + std::to_string(c.bias) +
                " act=" + std::to_string(static_cast<int>(c.act)) + " ldx+" +
                std::to_string(c.x_pad) + " ldy+" + std::to_string(c.y_pad));
   const int64_t ldx = c.K + c.x_pad, ldy = c.N + c.y_pad;
@@ -79,8 +80,7 @@ void CheckLinear(const LinearCase& c, fast::ThreadPool* pool, std::mt19937& rng)
   std::vector<float> w = RandomVector(rng, c.K * c.N);
   std::vector<float> b = RandomVector(rng, c.N);
   std::vector<float> xs(static_cast<size_t>(c.M * ldx), 7.f);
-  for (int64_t m = 0; m < c.M; ++m)
-    std::copy_n(x.begin() + m * c.K, c.K, xs.begin() + m * ldx);
+  for (int64_t m = 0; m < c.M; ++m) std::copy_n(x.begin() + m * c.K, c.K, xs.begin() + m * ldx);
 
   auto lin = fast::Linear::Create(w.data(), c.K, c.N, c.bias ? b.data() : nullptr, c.act, pool);
   ASSERT_TRUE(lin.ok()) << lin.status().ToString();
@@ -120,16 +120,18 @@ TEST_P(FastKernelsTest, LinearMatchesReference) {
   std::vector<LinearCase> cases = {
       {1, 429, 400, true, fast::Activation::kRelu, 0, 0},
       {8, 400, 400, true, fast::Activation::kRelu, 0, 0},
-      {64, 400, 1, true, fast::Activation::kSigmoid, 0, 0},
+      {64, 400, 1, true, fast::Activation::kSigmoid, 0, 0},  // the logit layer (dot path)
+      {1000, 37, 3, true, fast::Activation::kRelu, 2, 1},    // dot path split over threads
       {600, 429, 400, true, fast::Activation::kRelu, 3, 5},
       {1, 1, 1, false, fast::Activation::kNone, 0, 0},
       {0, 5, 7, true, fast::Activation::kNone, 0, 0},
   };
   const int64_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 23, 31, 33, 64, 97, 257, 600};
   const int64_t ks[] = {1, 3, 8, 15, 16, 17, 31, 48, 49, 100, 129};
-  const int64_t ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 24, 25, 33, 47, 48, 49, 63, 65, 97, 130};
+  const int64_t ns[] = {1,  2,  3,  4,  5,  7,  8,  9,  15, 16, 17,
+                        24, 25, 33, 47, 48, 49, 63, 65, 97, 130};
   std::uniform_int_distribution<int> pick(0, 1 << 20);
-  for (int i = 0; i < 60; ++i) {
+  for (int i = 0; i < 80; ++i) {
     LinearCase c;
     c.M = ms[pick(rng) % std::size(ms)];
     c.K = ks[pick(rng) % std::size(ks)];
@@ -157,7 +159,8 @@ TEST_P(FastKernelsTest, LinearNameSaysIsa) {
 
 TEST_P(FastKernelsTest, CrossMatchesReference) {
   std::mt19937 rng(99);
-  const int64_t shapes[][2] = {{1, 429}, {7, 13}, {64, 48}, {33, 49}, {600, 17}, {5, 1}, {300, 100}};
+  const int64_t shapes[][2] = {{1, 429},  {7, 13}, {64, 48}, {33, 49},
+                               {600, 17}, {5, 1},  {9, 3},   {300, 100}};
   for (const auto& s : shapes) {
     const int64_t M = s[0], K = s[1];
     for (bool strided : {false, true}) {
@@ -177,9 +180,9 @@ TEST_P(FastKernelsTest, CrossMatchesReference) {
       Status st = strided ? (*cross)->Run(x0s.data(), ld0, xls.data(), ldl, M, out.data(), ldo)
                           : (*cross)->Run(x0.data(), xl.data(), M, out.data());
       ASSERT_TRUE(st.ok()) << st.ToString();
-      auto ref = ref::Cross(Tensor::FromVector<float>({M, K}, x0),
-                            Tensor::FromVector<float>({M, K}, xl),
-                            Tensor::FromVector<float>({K, K}, w), Tensor::FromVector<float>({K}, b));
+      auto ref =
+          ref::Cross(Tensor::FromVector<float>({M, K}, x0), Tensor::FromVector<float>({M, K}, xl),
+                     Tensor::FromVector<float>({K, K}, w), Tensor::FromVector<float>({K}, b));
       ASSERT_TRUE(ref.ok()) << ref.status().ToString();
       int failures = 0;
       for (int64_t m = 0; m < M && failures < 5; ++m) {
@@ -211,10 +214,8 @@ TEST_P(FastKernelsTest, EmbeddingFmMatchesReference) {
   std::mt19937 rng(7);
   const EmbCase cases[] = {
       {1, 26, 16, 1000, true, true, 429 - 416},  // DeepFM: rows land in a [B, 429] concat buffer
-      {4096, 26, 16, 5000, true, true, 0},
-      {37, 3, 5, 40, false, false, 2},
-      {100, 7, 33, 300, true, false, 0},
-      {65, 1, 1, 10, false, true, 1},
+      {4096, 26, 16, 5000, true, true, 0},      {37, 3, 5, 40, false, false, 2},
+      {100, 7, 33, 300, true, false, 0},        {65, 1, 1, 10, false, true, 1},
       {17, 4, 64, 50, true, true, 0},
   };
   for (const EmbCase& c : cases) {
@@ -300,7 +301,8 @@ TEST_P(FastKernelsTest, EmbeddingFmMatchesReference) {
         for (int64_t f = 0; f < c.F; ++f) s += std::fabs(re[(b * c.F + f) * c.D + d]);
         mag += s * s;
       }
-      for (int64_t f = 0; f < c.F; ++f) fo_mag += std::fabs(ref_fo_rows->data<float>()[b * c.F + f]);
+      for (int64_t f = 0; f < c.F; ++f)
+        fo_mag += std::fabs(ref_fo_rows->data<float>()[b * c.F + f]);
       const double want = ref_fm->data<float>()[b];
       EXPECT_NEAR(fm[b], want, kTol * (1 + mag)) << "fm row " << b;
       EXPECT_NEAR(fm2[b], want, kTol * (1 + mag)) << "FmInteraction row " << b;
@@ -347,11 +349,17 @@ TEST_P(FastKernelsTest, EmbeddingOutOfRangeIdIsAnError) {
 TEST_P(FastKernelsTest, BadArgumentsAreErrors) {
   std::vector<float> w(12, 1.f);
   EXPECT_EQ(fast::Linear::Create(nullptr, 3, 4, nullptr, fast::Activation::kNone, nullptr)
-                .status().code(), StatusCode::kInvalidArgument);
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(fast::Linear::Create(w.data(), 0, 4, nullptr, fast::Activation::kNone, nullptr)
-                .status().code(), StatusCode::kInvalidArgument);
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(fast::Linear::Create(w.data(), 3, 4, nullptr, static_cast<fast::Activation>(7), nullptr)
-                .status().code(), StatusCode::kInvalidArgument);
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
   auto lin = fast::Linear::Create(w.data(), 3, 4, nullptr, fast::Activation::kNone, pool_.get());
   ASSERT_TRUE(lin.ok());
   std::vector<float> x(6), y(8);

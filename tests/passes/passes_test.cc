@@ -604,6 +604,135 @@ TEST(FuseCross, NearMissesAreNotFused) {
   }
 }
 
+// ---- fuse_din_attention ----
+
+// DIN's target attention as PyTorch exports it: q [batch,4], k [batch,3,4], mask = hist > 0,
+// a scoring MLP 16 -> (5 -> 3 ->)... -> 1 of Gemms and PRelus, pooled with MatMul (bmm form) or
+// Mul + ReduceSum. Knobs make the near misses.
+struct DinOptions {
+  int hidden = 2;            // hidden layers of the scoring MLP
+  bool reduce_form = false;  // Mul + ReduceSum instead of Unsqueeze / MatMul / Squeeze
+  bool swap_sub = false;     // k - q: not DIN's term
+  bool out_bias = true;      // the last Gemm has a bias
+  bool zero_const = false;   // Where's zeros as a scalar constant, not ConstantOfShape(Shape(s))
+  int64_t squeeze_axis = 1;  // pooling axis of the bmm form
+  bool share_scores = false;  // the masked scores are also a model output
+};
+
+OnnxBuilder DinModel(const DinOptions& o) {
+  OnnxBuilder b;
+  b.Input("q", kFloat, {-1, 4})
+      .Input("k", kFloat, {-1, 3, 4})
+      .Input("hist", kInt64, {-1, 3})
+      .Int64Init("ax1", {1}, {1})
+      .Int64Init("ax_last", {1}, {-1})
+      .Int64Init("i0", {}, {0})
+      .Int64Init("rows", {2}, {-1, 16})
+      .Int64Init("scores_shape", {2}, {-1, 3})
+      .FloatInit("fzero", {}, {0.f})
+      .Output("y", kFloat, {-1, 4});
+  b.Node("Unsqueeze", {"q", "ax1"}, {"qu"});
+  b.Node("Shape", {"k"}, {"kshape"});
+  b.Node("Expand", {"qu", "kshape"}, {"qe"});
+  b.Node("Sub", o.swap_sub ? std::vector<std::string>{"k", "qe"} : std::vector<std::string>{"qe", "k"},
+         {"diff"});
+  b.Node("Mul", {"k", "qe"}, {"prod"});
+  OnnxBuilder::IntAttr(b.Node("Concat", {"qe", "k", "diff", "prod"}, {"cat"}), "axis", -1);
+  b.Node("Reshape", {"cat", "rows"}, {"x0"});
+  const int widths[] = {16, 5, 3};
+  std::string x = "x0";
+  for (int i = 0; i < o.hidden; ++i) {
+    const std::string l = std::to_string(i);
+    const int in = widths[i], out = widths[i + 1];
+    b.FloatInit("w" + l, {out, in}, Iota(out * in, 0.4f));
+    b.FloatInit("b" + l, {out}, Iota(out, 0.1f));
+    b.FloatInit("a" + l, {out}, Iota(out, 0.3f));
+    OnnxBuilder::IntAttr(b.Node("Gemm", {x, "w" + l, "b" + l}, {"h" + l}), "transB", 1);
+    b.Node("PRelu", {"h" + l, "a" + l}, {"r" + l});
+    x = "r" + l;
+  }
+  const int last = widths[o.hidden];
+  b.FloatInit("w_out", {1, last}, Iota(last, 0.5f)).FloatInit("b_out", {1}, {0.2f});
+  std::vector<std::string> gemm_in = {x, "w_out"};
+  if (o.out_bias) gemm_in.push_back("b_out");
+  OnnxBuilder::IntAttr(b.Node("Gemm", gemm_in, {"logit"}), "transB", 1);
+  b.Node("Reshape", {"logit", "scores_shape"}, {"s"});
+  b.Node("Greater", {"hist", "i0"}, {"mask"});
+  if (o.zero_const) {
+    b.Node("Where", {"mask", "s", "fzero"}, {"w"});
+  } else {
+    b.Node("Shape", {"s"}, {"sshape"});
+    b.Node("ConstantOfShape", {"sshape"}, {"zeros"});
+    b.Node("Where", {"mask", "s", "zeros"}, {"w"});
+  }
+  if (o.share_scores) b.Output("w", kFloat, {-1, 3});
+  if (o.reduce_form) {
+    b.Node("Unsqueeze", {"w", "ax_last"}, {"wu"});
+    b.Node("Mul", {"wu", "k"}, {"pooled"});
+    OnnxBuilder::IntAttr(b.Node("ReduceSum", {"pooled", "ax1"}, {"y"}), "keepdims", 0);
+  } else {
+    b.Int64Init("sq_axis", {1}, {o.squeeze_axis});
+    b.Node("Unsqueeze", {"w", "ax1"}, {"wu"});
+    b.Node("MatMul", {"wu", "k"}, {"pooled"});
+    b.Node("Squeeze", {"pooled", "sq_axis"}, {"y"});
+  }
+  return b;
+}
+
+// Runs fold_constants, fuse_linear and fuse_din_attention; returns the last one's rewrites.
+int FuseDin(ir::Graph& g) {
+  RunPass(Fold, g);
+  RunPass(FuseLinear, g);
+  return RunPass(FuseDinAttention, g);
+}
+
+TEST(FuseDinAttention, FusesBothPoolingFormsAndAnyDepth) {
+  for (bool reduce_form : {false, true}) {
+    for (int hidden : {2, 1, 0}) {
+      for (bool zero_const : {false, true}) {
+        SCOPED_TRACE(std::string(reduce_form ? "reduce" : "bmm") + " form, " +
+                     std::to_string(hidden) + " hidden layers" + (zero_const ? ", zero const" : ""));
+        DinOptions o;
+        o.reduce_form = reduce_form;
+        o.hidden = hidden;
+        o.zero_const = zero_const;
+        o.out_bias = hidden != 1;  // one case without the output bias
+        auto before = Load(DinModel(o));
+        auto g = Load(DinModel(o));
+        ASSERT_TRUE(g && before);
+        EXPECT_EQ(FuseDin(*g), 1);
+        RunPass(EliminateDeadCode, *g);
+        // What is left: the mask's Greater and the fused op.
+        ASSERT_EQ(g->nodes().size(), 2u) << ir::Dump(*g);
+        const ir::Node* n = First(*g, OpKind::kDinAttention);
+        ASSERT_NE(n, nullptr);
+        ASSERT_EQ(n->inputs.size(), 5u + 3u * hidden);
+        EXPECT_EQ(n->inputs[0]->name, "q");
+        EXPECT_EQ(n->inputs[1]->name, "k");
+        EXPECT_EQ(n->inputs[2]->name, "mask");
+        EXPECT_EQ(n->inputs.back()->constant->dims(), (Dims{1}));
+        EXPECT_EQ(g->outputs[0]->shape.ToString(), "[batch,4]");
+        ExpectSameOutputs(*before, *g, RandomInputs(*before, 7, 30, -2, 3));
+        ExpectSameOutputs(*before, *g, RandomInputs(*before, 1, 31, -2, 3));
+      }
+    }
+  }
+}
+
+TEST(FuseDinAttention, NearMissesAreNotFused) {
+  DinOptions swapped, other_axis, shared;
+  swapped.swap_sub = true;      // k - q is another interaction term
+  other_axis.squeeze_axis = 0;  // not the pooled axis (would fail at run time for batch != 1)
+  shared.share_scores = true;   // the masked scores are read outside the pattern
+  for (const DinOptions& o : {swapped, other_axis, shared}) {
+    auto g = Load(DinModel(o));
+    ASSERT_TRUE(g);
+    EXPECT_EQ(FuseDin(*g), 0);
+    EXPECT_EQ(Count(*g, OpKind::kDinAttention), 0);
+    EXPECT_EQ(Count(*g, OpKind::kPRelu), 2);
+  }
+}
+
 // ---- the pipeline ----
 
 TEST(Pipeline, UnknownPassNameIsAnError) {
@@ -706,7 +835,8 @@ INSTANTIATE_TEST_SUITE_P(
         ZooCase{"dcnv2", {{OpKind::kCross, 3}, {OpKind::kLinear, 1},
                           {OpKind::kEmbeddingLookup, 1}}},
         ZooCase{"wide_deep", {{OpKind::kLinear, 1}, {OpKind::kEmbeddingLookup, 1}}},
-        ZooCase{"din", {{OpKind::kLinear, 1}, {OpKind::kEmbeddingLookup, 1}}}),
+        ZooCase{"din", {{OpKind::kLinear, 1}, {OpKind::kEmbeddingLookup, 1},
+                        {OpKind::kDinAttention, 1}}}),
     [](const ::testing::TestParamInfo<ZooCase>& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -34,9 +34,12 @@ CpuInfo Detect() {
 
 const detail::KernelTable* TableFor(Isa isa) {
   switch (isa) {
-    case Isa::kGeneric: return &detail::GenericKernels();
-    case Isa::kAvx2: return detail::Avx2Kernels();
-    case Isa::kAvx512: return detail::Avx512Kernels();
+    case Isa::kGeneric:
+      return &detail::GenericKernels();
+    case Isa::kAvx2:
+      return detail::Avx2Kernels();
+    case Isa::kAvx512:
+      return detail::Avx512Kernels();
   }
   return nullptr;
 }
@@ -50,9 +53,12 @@ std::atomic<const detail::KernelTable*>& ActiveSlot() {
 
 const char* IsaName(Isa isa) {
   switch (isa) {
-    case Isa::kGeneric: return "generic";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
+    case Isa::kGeneric:
+      return "generic";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
   }
   return "unknown";
 }
@@ -68,9 +74,15 @@ Status ForceIsa(Isa isa) {
   const CpuInfo& c = Cpu();
   bool ok = false;
   switch (isa) {
-    case Isa::kGeneric: ok = true; break;
-    case Isa::kAvx2: ok = c.avx2 && c.fma; break;
-    case Isa::kAvx512: ok = c.avx512 && c.avx2 && c.fma; break;
+    case Isa::kGeneric:
+      ok = true;
+      break;
+    case Isa::kAvx2:
+      ok = c.avx2 && c.fma;
+      break;
+    case Isa::kAvx512:
+      ok = c.avx512 && c.avx2 && c.fma;
+      break;
   }
   const detail::KernelTable* t = TableFor(isa);
   if (!ok || !t) {

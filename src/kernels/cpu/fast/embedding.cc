@@ -32,10 +32,10 @@ class FirstBadId {
   }
   Status ToStatus(int64_t V, int64_t D) const {
     if (first_.row < 0) return Status::Ok();
-    return OutOfRange("id " + std::to_string(first_.id) + " at [row " +
-                      std::to_string(first_.row) + ", field " + std::to_string(first_.field) +
-                      "] is out of range [-" + std::to_string(V) + ", " + std::to_string(V) +
-                      ") of table [" + std::to_string(V) + ", " + std::to_string(D) + "]");
+    return OutOfRange("id " + std::to_string(first_.id) + " at [row " + std::to_string(first_.row) +
+                      ", field " + std::to_string(first_.field) + "] is out of range [-" +
+                      std::to_string(V) + ", " + std::to_string(V) + ") of table [" +
+                      std::to_string(V) + ", " + std::to_string(D) + "]");
   }
 
  private:
@@ -46,13 +46,13 @@ class FirstBadId {
 Status Check(const EmbeddingFmArgs& a) {
   const auto bad = [](const std::string& m) { return InvalidArgument("EmbeddingFm: " + m); };
   if (a.V <= 0 || a.D <= 0 || a.F <= 0 || a.B < 0) {
-    return bad("bad sizes V=" + std::to_string(a.V) + " D=" + std::to_string(a.D) + " B=" +
-               std::to_string(a.B) + " F=" + std::to_string(a.F));
+    return bad("bad sizes V=" + std::to_string(a.V) + " D=" + std::to_string(a.D) +
+               " B=" + std::to_string(a.B) + " F=" + std::to_string(a.F));
   }
   if (!a.table || (a.B > 0 && !a.ids)) return bad("null table or ids");
   if (a.emb_out && a.emb_stride < a.F * a.D) {
-    return bad("emb_stride " + std::to_string(a.emb_stride) + " < F*D = " +
-               std::to_string(a.F * a.D));
+    return bad("emb_stride " + std::to_string(a.emb_stride) +
+               " < F*D = " + std::to_string(a.F * a.D));
   }
   if (a.first_order_table && !a.first_order_out) return bad("first_order_out is null");
   return Status::Ok();
@@ -146,8 +146,8 @@ Status EmbeddingLookup(const float* table, int64_t V, int64_t D, const int64_t* 
 Status FmInteraction(const float* emb, int64_t B, int64_t F, int64_t D, int64_t in_stride,
                      float* out, ThreadPool* pool) {
   if (B < 0 || F <= 0 || D <= 0 || in_stride < F * D || (B > 0 && (!emb || !out))) {
-    return InvalidArgument("FmInteraction: bad arguments B=" + std::to_string(B) + " F=" +
-                           std::to_string(F) + " D=" + std::to_string(D) +
+    return InvalidArgument("FmInteraction: bad arguments B=" + std::to_string(B) +
+                           " F=" + std::to_string(F) + " D=" + std::to_string(D) +
                            " in_stride=" + std::to_string(in_stride));
   }
   const detail::KernelTable& kt = detail::ActiveKernels();

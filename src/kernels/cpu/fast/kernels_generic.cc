@@ -11,7 +11,17 @@ constexpr int kNr = 16;
 constexpr int kMr = 4;
 
 inline float Sigmoid(float v) {
-  return v >= 0.f ? 1.f / (1.f + __builtin_expf(-v)) : __builtin_expf(v) / (1.f + __builtin_expf(v));
+  return v >= 0.f ? 1.f / (1.f + __builtin_expf(-v))
+                  : __builtin_expf(v) / (1.f + __builtin_expf(v));
+}
+
+// The bias and Cross / activation epilogue of one element.
+inline float Epilogue(const GemmArgs& g, int64_t m, int64_t n, float v) {
+  if (g.bias) v += g.bias[n];
+  if (g.x0) return g.x0[m * g.ld0 + n] * v + g.xl[m * g.ldl + n];
+  if (g.act == 1) return v > 0.f ? v : 0.f;
+  if (g.act == 2) return Sigmoid(v);
+  return v;
 }
 
 void Gemm(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
@@ -31,19 +41,25 @@ void Gemm(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
       }
       for (int i = 0; i < mr; ++i) {
         float* c = g.c + (m + i) * g.ldc + n0;
-        for (int j = 0; j < nc; ++j) {
-          float v = acc[i][j];
-          if (g.bias) v += g.bias[n0 + j];
-          if (g.x0) {
-            v = g.x0[(m + i) * g.ld0 + n0 + j] * v + g.xl[(m + i) * g.ldl + n0 + j];
-          } else if (g.act == 1) {
-            v = v > 0.f ? v : 0.f;
-          } else if (g.act == 2) {
-            v = Sigmoid(v);
-          }
-          c[j] = v;
-        }
+        for (int j = 0; j < nc; ++j) c[j] = Epilogue(g, m + i, n0 + j, acc[i][j]);
       }
+    }
+  }
+}
+
+void SmallN(const GemmArgs& g, int64_t m0, int64_t m1) {
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* x = g.a + m * g.lda;
+    for (int64_t n = 0; n < g.N; ++n) {
+      const float* w = g.wt + n * g.ldwt;
+      float acc[8] = {};
+      int64_t k = 0;
+      for (; k + 8 <= g.K; k += 8)
+        for (int j = 0; j < 8; ++j) acc[j] += x[k + j] * w[k + j];
+      for (; k < g.K; ++k) acc[0] += x[k] * w[k];
+      float s = 0.f;
+      for (float v : acc) s += v;
+      g.c[m * g.ldc + n] = Epilogue(g, m, n, s);
     }
   }
 }
@@ -63,7 +79,7 @@ float FmRow(const float* const* rows, int64_t F, int64_t D, float* out) {
   return 0.5f * total;
 }
 
-const KernelTable kTable = {0, "generic", kNr, kMr, Gemm, FmRow};
+const KernelTable kTable = {0, "generic", kNr, kMr, Gemm, SmallN, FmRow};
 
 }  // namespace
 

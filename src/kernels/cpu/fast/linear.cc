@@ -32,9 +32,12 @@ AlignedFloats AllocAligned(int64_t n) {
 
 const char* ActName(Activation a) {
   switch (a) {
-    case Activation::kNone: return "";
-    case Activation::kRelu: return "+relu";
-    case Activation::kSigmoid: return "+sigmoid";
+    case Activation::kNone:
+      return "";
+    case Activation::kRelu:
+      return "+relu";
+    case Activation::kSigmoid:
+      return "+sigmoid";
   }
   return "+?";
 }
@@ -46,6 +49,8 @@ struct Linear::Impl {
   int64_t K = 0, N = 0, npanels = 0;
   Activation act = Activation::kNone;
   bool cross = false;
+  bool small_n = false;  // N <= kSmallN: W stored transposed for dot products
+  int64_t ldwt = 0;
   ThreadPool* pool = nullptr;
   AlignedFloats packed;
   AlignedFloats bias;  // padded to npanels * nr, or null
@@ -56,8 +61,8 @@ struct Linear::Impl {
     if (!w) return InvalidArgument(std::string(what) + ": null weights");
     if (K <= 0 || N <= 0 || K > (int64_t{1} << 30) || N > (int64_t{1} << 30) ||
         K * N > (int64_t{1} << 34)) {
-      return InvalidArgument(std::string(what) + ": bad weight shape [" + std::to_string(K) +
-                             ", " + std::to_string(N) + "]");
+      return InvalidArgument(std::string(what) + ": bad weight shape [" + std::to_string(K) + ", " +
+                             std::to_string(N) + "]");
     }
     if (act != Activation::kNone && act != Activation::kRelu && act != Activation::kSigmoid) {
       return InvalidArgument(std::string(what) + ": unknown activation " +
@@ -73,15 +78,26 @@ struct Linear::Impl {
     impl->cross = cross;
     impl->pool = pool;
     const int64_t padded = impl->npanels * nr;
-    impl->packed = AllocAligned(K * padded);
-    if (!impl->packed) return Status(StatusCode::kResourceExhausted, "packed weights");
-    float* dst = impl->packed.get();
-    for (int64_t p = 0; p < impl->npanels; ++p) {
-      const int64_t n0 = p * nr, nc = std::min(nr, N - n0);
-      for (int64_t k = 0; k < K; ++k) {
-        float* row = dst + (p * K + k) * nr;
-        std::memcpy(row, w + k * N + n0, nc * sizeof(float));
-        std::fill(row + nc, row + nr, 0.f);
+    impl->small_n = N <= detail::kSmallN;
+    if (impl->small_n) {
+      impl->ldwt = (K + 15) / 16 * 16;
+      impl->packed = AllocAligned(N * impl->ldwt);
+      if (!impl->packed) return Status(StatusCode::kResourceExhausted, "packed weights");
+      float* dst = impl->packed.get();
+      std::fill(dst, dst + N * impl->ldwt, 0.f);
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n) dst[n * impl->ldwt + k] = w[k * N + n];
+    } else {
+      impl->packed = AllocAligned(K * padded);
+      if (!impl->packed) return Status(StatusCode::kResourceExhausted, "packed weights");
+      float* dst = impl->packed.get();
+      for (int64_t p = 0; p < impl->npanels; ++p) {
+        const int64_t n0 = p * nr, nc = std::min(nr, N - n0);
+        for (int64_t k = 0; k < K; ++k) {
+          float* row = dst + (p * K + k) * nr;
+          std::memcpy(row, w + k * N + n0, nc * sizeof(float));
+          std::fill(row + nc, row + nr, 0.f);
+        }
       }
     }
     if (bias) {
@@ -103,7 +119,15 @@ struct Linear::Impl {
     const detail::KernelTable& t = *kt;
     const int threads = pool ? pool->size() : 1;
     const int64_t row_blocks = (M + t.mr - 1) / t.mr;
-    if (threads <= 1 || M * K * N < kMinParallelMacs) {
+    if (small_n) {
+      g.wt = packed.get();
+      g.ldwt = ldwt;
+      if (threads <= 1 || M * K * N < kMinParallelMacs) {
+        t.small_n(g, 0, M);
+      } else {
+        pool->ParallelFor(M, 16, [&](int64_t m0, int64_t m1) { t.small_n(g, m0, m1); });
+      }
+    } else if (threads <= 1 || M * K * N < kMinParallelMacs) {
       t.gemm(g, 0, M, 0, npanels);
     } else if (row_blocks >= kMinRowBlocksPerThread * threads) {
       pool->ParallelFor(row_blocks, 1, [&](int64_t b0, int64_t b1) {
@@ -118,10 +142,14 @@ struct Linear::Impl {
   std::string Name(int64_t M) const {
     const int threads = pool ? pool->size() : 1;
     const int64_t row_blocks = (M + kt->mr - 1) / kt->mr;
-    std::string split = threads <= 1 || M * K * N < kMinParallelMacs ? ""
-                        : row_blocks >= kMinRowBlocksPerThread * threads
-                            ? "/rows"
-                            : "/panels";
+    const bool inline_run = threads <= 1 || M * K * N < kMinParallelMacs;
+    if (small_n) {
+      return std::string(kt->name) + (cross ? "_cross" : "") + "_dot" +
+             (inline_run ? "" : "/rows") + ActName(act);
+    }
+    const std::string split = inline_run                                       ? ""
+                              : row_blocks >= kMinRowBlocksPerThread * threads ? "/rows"
+                                                                               : "/panels";
     return std::string(kt->name) + (cross ? "_cross" : "_gemm") + std::to_string(kt->mr) + "x" +
            std::to_string(kt->nr) + split + ActName(act);
   }
@@ -170,12 +198,12 @@ StatusOr<std::unique_ptr<Cross>> Cross::Create(const float* w, int64_t K, const 
   return std::unique_ptr<Cross>(new Cross(std::move(impl)));
 }
 
-Status Cross::Run(const float* x0, int64_t ld0, const float* xl, int64_t ldl, int64_t M,
-                  float* out, int64_t ldo) const {
+Status Cross::Run(const float* x0, int64_t ld0, const float* xl, int64_t ldl, int64_t M, float* out,
+                  int64_t ldo) const {
   const int64_t K = impl_->K;
   if (M < 0 || (M > 0 && (!x0 || !xl || !out)) || ld0 < K || ldl < K || ldo < K) {
-    return InvalidArgument("Cross::Run: bad arguments (M=" + std::to_string(M) + ") for K=" +
-                           std::to_string(K));
+    return InvalidArgument("Cross::Run: bad arguments (M=" + std::to_string(M) +
+                           ") for K=" + std::to_string(K));
   }
   detail::GemmArgs g{};
   g.a = xl;

@@ -55,4 +55,38 @@ StatusOr<Tensor> Cross(const Tensor& x0, const Tensor& xl, const Tensor& w, cons
   return Binary(BinaryOp::kAdd, prod, xl);
 }
 
+StatusOr<Tensor> DinAttention(const Tensor& q, const Tensor& k, const Tensor& mask,
+                              const std::vector<DinHiddenLayer>& hidden, const Tensor& w_out,
+                              const Tensor& b_out) {
+  if (q.rank() != 2 || k.rank() != 3 || q.dim(1) != k.dim(2)) {
+    return InvalidArgument("DinAttention needs q [B,D] and k [B,L,D], got " + q.Describe() +
+                           " and " + k.Describe());
+  }
+  const int64_t B = k.dim(0), L = k.dim(1), D = k.dim(2);
+  ASSIGN_OR_RETURN(Tensor q1, q.Reshaped({q.dim(0), 1, D}));  // Unsqueeze(q, 1)
+  ASSIGN_OR_RETURN(Tensor qe, Expand(q1, k.dims()));
+  ASSIGN_OR_RETURN(Tensor diff, Binary(BinaryOp::kSub, qe, k));
+  ASSIGN_OR_RETURN(Tensor prod, Binary(BinaryOp::kMul, qe, k));
+  ASSIGN_OR_RETURN(Tensor cat, Concat({qe, k, diff, prod}, 2));
+  ASSIGN_OR_RETURN(Tensor x, cat.Reshaped({B * L, 4 * D}));
+  for (const DinHiddenLayer& layer : hidden) {
+    if (!layer.w || !layer.bias || !layer.slope) {
+      return InvalidArgument("DinAttention: a hidden layer lacks W, bias or slope");
+    }
+    ASSIGN_OR_RETURN(Tensor h, Linear(x, *layer.w, layer.bias, Activation::kNone));
+    ASSIGN_OR_RETURN(x, PRelu(h, *layer.slope));
+  }
+  ASSIGN_OR_RETURN(Tensor logit, Linear(x, w_out, &b_out, Activation::kNone));  // [B*L, 1]
+  ASSIGN_OR_RETURN(Tensor scores, logit.Reshaped({B, L}));
+  ASSIGN_OR_RETURN(Tensor zeros, Tensor::Zeros(scores.dtype(), scores.dims()));
+  ASSIGN_OR_RETURN(Tensor weights, Where(mask, scores, zeros));
+  if (weights.rank() != 2) {
+    return InvalidArgument("DinAttention: mask " + mask.Describe() + " does not fit scores [" +
+                           std::to_string(B) + "," + std::to_string(L) + "]");
+  }
+  ASSIGN_OR_RETURN(Tensor w3, weights.Reshaped({weights.dim(0), 1, weights.dim(1)}));
+  ASSIGN_OR_RETURN(Tensor pooled, MatMul(w3, k));  // [B, 1, D]
+  return pooled.Reshaped({pooled.dim(0), pooled.dim(2)});
+}
+
 }  // namespace clickrt::kernels::ref

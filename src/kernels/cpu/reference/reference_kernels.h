@@ -79,4 +79,19 @@ StatusOr<Tensor> FMInteraction(const Tensor& emb);
 // x0 * (xl @ W + bias) + xl.
 StatusOr<Tensor> Cross(const Tensor& x0, const Tensor& xl, const Tensor& w, const Tensor& bias);
 
+// One hidden layer of DinAttention's scoring MLP: PRelu(x @ W + bias, slope).
+struct DinHiddenLayer {
+  const Tensor* w;      // [K, H]
+  const Tensor* bias;   // [H]
+  const Tensor* slope;  // broadcasts against [rows, H]
+};
+// DIN's target attention, as PyTorch exports it. With qe = Expand(Unsqueeze(q, 1), shape of k):
+//   x = Reshape(Concat(qe, k, qe - k, qe * k; axis 2), [B*L, 4D]); x = hidden layers in order
+//   s = Reshape(x @ W_out + b_out, [B, L]); w = Where(mask, s, 0)
+//   out = Squeeze(MatMul(Unsqueeze(w, 1), k), 1)                                   -> [B, D]
+// q [B,D] (or [1,D]), k [B,L,D], mask [B,L] bool (broadcast as Where does).
+StatusOr<Tensor> DinAttention(const Tensor& q, const Tensor& k, const Tensor& mask,
+                              const std::vector<DinHiddenLayer>& hidden, const Tensor& w_out,
+                              const Tensor& b_out);
+
 }  // namespace clickrt::kernels::ref
