@@ -21,8 +21,11 @@ namespace {
 namespace fs = std::filesystem;
 using testing::OnnxBuilder;
 
-// A small DeepFM-shaped model: clamp + offsets + Gather embeddings, FM, an MLP of Gemm + Relu.
+// A small DeepFM-shaped model as PyTorch exports it: clamp + offsets + Gather embeddings, a D=1
+// first-order table summed over fields, FM, dense features concatenated after the flattened
+// embeddings, an MLP of Gemm + Relu, Add + Sigmoid.
 std::string TinyDeepFm(int F, int V, int D, int H) {
+  const int kDense = 3;
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.f, 0.3f);
   auto randv = [&](size_t n) {
@@ -34,6 +37,8 @@ std::string TinyDeepFm(int F, int V, int D, int H) {
   std::vector<int64_t> sizes(F, V), offsets(F);
   for (int f = 0; f < F; ++f) offsets[f] = static_cast<int64_t>(f) * V;
   b.Input("sparse", onnx::TensorProto::INT64, {-1, F})
+      .Input("dense", onnx::TensorProto::FLOAT, {-1, kDense})
+      .FloatInit("first_order", {static_cast<int64_t>(F) * V, 1}, randv(static_cast<size_t>(F) * V))
       .Int64Init("sizes", {F}, sizes)
       .Int64Init("offsets", {F}, offsets)
       .Int64Init("minus1", {}, {-1})
@@ -41,7 +46,7 @@ std::string TinyDeepFm(int F, int V, int D, int H) {
       .FloatInit("table", {static_cast<int64_t>(F) * V, D}, randv(static_cast<size_t>(F) * V * D))
       .Int64Init("axis1", {1}, {1})
       .FloatInit("half", {}, {0.5f})
-      .FloatInit("w1", {H, F * D}, randv(static_cast<size_t>(H) * F * D))
+      .FloatInit("w1", {H, F * D + kDense}, randv(static_cast<size_t>(H) * (F * D + kDense)))
       .FloatInit("b1", {H}, randv(H))
       .FloatInit("w2", {1, H}, randv(H))
       .FloatInit("b2", {1}, randv(1))
@@ -60,13 +65,17 @@ std::string TinyDeepFm(int F, int V, int D, int H) {
   auto* r = b.Node("ReduceSum", {"d", "axis1"}, {"r"});
   OnnxBuilder::IntAttr(r, "keepdims", 1);
   b.Node("Mul", {"r", "half"}, {"fm"});
+  b.Node("Gather", {"first_order", "ids"}, {"fo_emb"}, "first_order_lookup");
+  OnnxBuilder::IntAttr(b.Node("ReduceSum", {"fo_emb", "axis1"}, {"fo"}), "keepdims", 0);
   b.Node("Flatten", {"emb"}, {"flat"});
-  auto* g1 = b.Node("Gemm", {"flat", "w1", "b1"}, {"h1"});
+  OnnxBuilder::IntAttr(b.Node("Concat", {"flat", "dense"}, {"deep_in"}), "axis", 1);
+  auto* g1 = b.Node("Gemm", {"deep_in", "w1", "b1"}, {"h1"});
   OnnxBuilder::IntAttr(g1, "transB", 1);
   b.Node("Relu", {"h1"}, {"a1"});
   auto* g2 = b.Node("Gemm", {"a1", "w2", "b2"}, {"mlp"});
   OnnxBuilder::IntAttr(g2, "transB", 1);
-  b.Node("Add", {"fm", "mlp"}, {"logit"});
+  b.Node("Add", {"fm", "mlp"}, {"fm_mlp"});
+  b.Node("Add", {"fm_mlp", "fo"}, {"logit"});
   b.Node("Sigmoid", {"logit"}, {"prob"});
   return b.Bytes();
 }
@@ -81,7 +90,10 @@ reference::TensorMap RandomIds(int64_t B, int F, int V, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int64_t> ids(static_cast<size_t>(B) * F);
   for (auto& x : ids) x = static_cast<int64_t>(rng() % (V + 3)) - 1;  // some out of vocabulary
-  return {{"sparse", Tensor::FromVector<int64_t>({B, F}, ids)}};
+  std::vector<float> dense(static_cast<size_t>(B) * 3);
+  for (auto& x : dense) x = static_cast<float>(rng() % 1000) / 100.f;
+  return {{"sparse", Tensor::FromVector<int64_t>({B, F}, ids)},
+          {"dense", Tensor::FromVector<float>({B, 3}, dense)}};
 }
 
 TEST(Compiler, EngineMatchesReferenceAndUsesFastKernels) {
@@ -98,7 +110,7 @@ TEST(Compiler, EngineMatchesReferenceAndUsesFastKernels) {
       EXPECT_NE(l.kernel, "ref") << l.name;
     }
   }
-  EXPECT_EQ(ops["EmbeddingLookup"], 1);
+  EXPECT_EQ(ops["EmbeddingLookup"], 2);
   EXPECT_EQ(ops["FMInteraction"], 1);
   EXPECT_EQ(ops["Linear"], 2);
   EXPECT_GT(r->program.meta.arena_bytes, 0);
@@ -111,6 +123,16 @@ TEST(Compiler, EngineMatchesReferenceAndUsesFastKernels) {
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   auto eng = runtime::CpuEngine::Create(loaded.value(), {});
   ASSERT_TRUE(eng.ok()) << eng.status().ToString();
+  // The runtime fuses embedding + FM + first-order sum writing into the concat, and Add+Sigmoid.
+  int fused = 0, one_pass = 0, add_sigmoid = 0;
+  for (const auto& t : (*eng)->Timings()) {
+    fused += t.kernel.rfind("fused into", 0) == 0;
+    one_pass += t.kernel.find("fm/first-order/concat") != std::string::npos;
+    add_sigmoid += t.kernel == "add+sigmoid";
+  }
+  EXPECT_EQ(one_pass, 1);
+  EXPECT_EQ(add_sigmoid, 1);
+  EXPECT_EQ(fused, 5);  // FM, first-order lookup, its ReduceSum, Flatten, Sigmoid
 
   auto g = onnx_import::ImportModel(model.string());
   ASSERT_TRUE(g.ok());
