@@ -33,6 +33,15 @@ std::vector<int64_t> BroadcastStrides(const Dims& in, const Dims& out) {
   return s;
 }
 
+StatusOr<int64_t> NormalizeAxis(const char* op, int64_t axis, const Tensor& t) {
+  const int64_t r = t.rank();
+  if (axis < -r || axis >= r) {
+    return OutOfRange(std::string(op) + " axis " + std::to_string(axis) + " is out of range for " +
+                      t.Describe());
+  }
+  return axis < 0 ? axis + r : axis;
+}
+
 BroadcastIter::BroadcastIter(const Dims& out_dims, std::vector<std::vector<int64_t>> strides)
     : dims_(out_dims),
       strides_(std::move(strides)),

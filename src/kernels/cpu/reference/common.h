@@ -50,4 +50,7 @@ class BroadcastIter {
 
 std::vector<int64_t> RowMajorStrides(const Dims& dims);
 
+// Maps `axis` in [-rank, rank) of `t` to [0, rank); OutOfRange naming `op` and the tensor.
+StatusOr<int64_t> NormalizeAxis(const char* op, int64_t axis, const Tensor& t);
+
 }  // namespace clickrt::kernels::ref::detail

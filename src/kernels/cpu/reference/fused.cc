@@ -57,7 +57,7 @@ StatusOr<Tensor> Cross(const Tensor& x0, const Tensor& xl, const Tensor& w, cons
 
 StatusOr<Tensor> DinAttention(const Tensor& q, const Tensor& k, const Tensor& mask,
                               const std::vector<DinHiddenLayer>& hidden, const Tensor& w_out,
-                              const Tensor& b_out) {
+                              const Tensor& b_out, DinPooling pooling) {
   if (q.rank() != 2 || k.rank() != 3 || q.dim(1) != k.dim(2)) {
     return InvalidArgument("DinAttention needs q [B,D] and k [B,L,D], got " + q.Describe() +
                            " and " + k.Describe());
@@ -84,9 +84,20 @@ StatusOr<Tensor> DinAttention(const Tensor& q, const Tensor& k, const Tensor& ma
     return InvalidArgument("DinAttention: mask " + mask.Describe() + " does not fit scores [" +
                            std::to_string(B) + "," + std::to_string(L) + "]");
   }
-  ASSIGN_OR_RETURN(Tensor w3, weights.Reshaped({weights.dim(0), 1, weights.dim(1)}));
-  ASSIGN_OR_RETURN(Tensor pooled, MatMul(w3, k));  // [B, 1, D]
-  return pooled.Reshaped({pooled.dim(0), pooled.dim(2)});
+  switch (pooling) {
+    case DinPooling::kMatMul: {
+      ASSIGN_OR_RETURN(Tensor w3, weights.Reshaped({weights.dim(0), 1, weights.dim(1)}));
+      ASSIGN_OR_RETURN(Tensor pooled, MatMul(w3, k));  // [B, 1, D]
+      return pooled.Reshaped({pooled.dim(0), pooled.dim(2)});
+    }
+    case DinPooling::kMulReduce: {
+      ASSIGN_OR_RETURN(Tensor w3, weights.Reshaped({weights.dim(0), weights.dim(1), 1}));
+      ASSIGN_OR_RETURN(Tensor weighted, Binary(BinaryOp::kMul, w3, k));  // [B, L, D]
+      return Reduce(ReduceOp::kSum, weighted, {1}, false, false);
+    }
+  }
+  return InvalidArgument("unknown DinAttention pooling " +
+                         std::to_string(static_cast<int>(pooling)));
 }
 
 }  // namespace clickrt::kernels::ref

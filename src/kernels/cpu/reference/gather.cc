@@ -9,15 +9,7 @@ namespace clickrt::kernels::ref {
 
 namespace {
 
-// Maps `axis` in [-rank, rank) to [0, rank).
-StatusOr<int64_t> NormalizeAxis(const char* op, int64_t axis, const Tensor& t) {
-  const int64_t r = t.rank();
-  if (axis < -r || axis >= r) {
-    return OutOfRange(std::string(op) + " axis " + std::to_string(axis) + " is out of range for " +
-                      t.Describe());
-  }
-  return axis < 0 ? axis + r : axis;
-}
+using detail::NormalizeAxis;
 
 Status CheckIndices(const char* op, const Tensor& indices) {
   if (indices.dtype() != DType::kInt64 && indices.dtype() != DType::kInt32) {

@@ -11,15 +11,7 @@ namespace clickrt::kernels::ref {
 
 namespace {
 
-// Maps `axis` in [-rank, rank) to [0, rank).
-StatusOr<int64_t> NormalizeAxis(const char* op, int64_t axis, const Tensor& t) {
-  const int64_t r = t.rank();
-  if (axis < -r || axis >= r) {
-    return OutOfRange(std::string(op) + " axis " + std::to_string(axis) + " is out of range for " +
-                      t.Describe());
-  }
-  return axis < 0 ? axis + r : axis;
-}
+using detail::NormalizeAxis;
 
 // Writes out[i] = x[offset_i] for every element of `out`, where offset_i walks `walk_dims`
 // (whose element count equals out's) with per-dim element strides `strides` into x, from `base`.

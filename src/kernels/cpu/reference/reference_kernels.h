@@ -85,13 +85,17 @@ struct DinHiddenLayer {
   const Tensor* bias;   // [H]
   const Tensor* slope;  // broadcasts against [rows, H]
 };
+// How DinAttention pools the history; the two exported forms, which sum in different orders.
+enum class DinPooling : int32_t {
+  kMatMul = 0,     // Squeeze(MatMul(Unsqueeze(w, 1), k), 1)            (torch.bmm / matmul)
+  kMulReduce = 1,  // ReduceSum(Mul(Unsqueeze(w, -1), k), 1, keepdims 0)  ((w * k).sum(1))
+};
 // DIN's target attention, as PyTorch exports it. With qe = Expand(Unsqueeze(q, 1), shape of k):
 //   x = Reshape(Concat(qe, k, qe - k, qe * k; axis 2), [B*L, 4D]); x = hidden layers in order
-//   s = Reshape(x @ W_out + b_out, [B, L]); w = Where(mask, s, 0)
-//   out = Squeeze(MatMul(Unsqueeze(w, 1), k), 1)                                   -> [B, D]
+//   s = Reshape(x @ W_out + b_out, [B, L]); w = Where(mask, s, 0); out = pooling(w, k) [B, D]
 // q [B,D] (or [1,D]), k [B,L,D], mask [B,L] bool (broadcast as Where does).
 StatusOr<Tensor> DinAttention(const Tensor& q, const Tensor& k, const Tensor& mask,
                               const std::vector<DinHiddenLayer>& hidden, const Tensor& w_out,
-                              const Tensor& b_out);
+                              const Tensor& b_out, DinPooling pooling);
 
 }  // namespace clickrt::kernels::ref
