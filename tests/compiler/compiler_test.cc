@@ -212,3 +212,46 @@ TEST(Compiler, RejectsBadProfilesAndBackends) {
 
 }  // namespace
 }  // namespace clickrt::compiler
+
+namespace clickrt::compiler {
+namespace {
+
+// Each trained zoo model (models/<name>, made by python/make_models.py): the compiled CPU engine
+// scores the sample request and the validation rows like PyTorch did (sample_outputs) within 1e-5.
+class ZooEngine : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ZooEngine, MatchesPyTorchOutputs) {
+  const fs::path dir = fs::path(CLICKRT_SOURCE_DIR) / "models" / GetParam();
+  if (!fs::exists(dir / "model.onnx")) GTEST_SKIP() << "fixture " << dir << " is missing";
+  BuildOptions o;
+  o.profile = {1, 64, 1024, {}};
+  auto r = Build((dir / "model.onnx").string(), o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto eng = runtime::CpuEngine::Create(
+      engine::LoadEngineFromBytes(engine::SerializeEngine(r->program, r->weights).value()).value(), {});
+  ASSERT_TRUE(eng.ok()) << eng.status().ToString();
+  reference::TensorMap inputs;
+  for (const ir::Value* v : (*eng)->graph().inputs) {
+    auto t = onnx_import::ReadTensorProtoFile((dir / "sample_inputs" / (v->name + ".pb")).string());
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    inputs[v->name] = std::move(t).value();
+  }
+  auto out = (*eng)->Run(inputs);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  for (const auto& [name, got] : *out) {
+    auto want = onnx_import::ReadTensorProtoFile((dir / "sample_outputs" / (name + ".pb")).string());
+    ASSERT_TRUE(want.ok()) << want.status().ToString();
+    ASSERT_EQ(got.dims(), want->dims());
+    double max_diff = 0;
+    for (int64_t i = 0; i < got.size(); ++i) {
+      max_diff = std::max(max_diff, std::abs(got.GetAsDouble(i) - want->GetAsDouble(i)));
+    }
+    EXPECT_LE(max_diff, 1e-5) << GetParam() << " output " << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, ZooEngine, ::testing::Values("deepfm", "dcnv2", "din", "wide_deep"),
+                         [](const auto& info) { return std::string(info.param); });
+
+}  // namespace
+}  // namespace clickrt::compiler

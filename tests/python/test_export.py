@@ -85,3 +85,20 @@ def test_missing_binary_is_reported(monkeypatch, tmp_path, exported):
     result = check_against(path, inputs, torch_predict(model, inputs), log=lines.append)
     assert not result.ran and not result.passed
     assert "not found" in lines[0] and "no-such-clickrt" in lines[0]
+
+
+def test_benchmark_model_with_external_data(tmp_path):
+    """The benchmark-shape writer (vocabularies capped at 20,000 here to stay quick: the real
+    cap of 200,000 gives ~100 MB) puts the tables in model.onnx.data; clickrt must read them."""
+    from clickrt_zoo.bench import write_benchmark_model
+    from clickrt_zoo.tensor_io import read_tensor, read_tensor_dir
+    out = str(tmp_path / "bench")
+    path = write_benchmark_model(out, vocab_cap=20_000, log=lambda s: None)
+    assert os.path.getsize(os.path.join(out, "model.onnx.data")) > 10_000_000
+    assert os.path.getsize(path) < 3_000_000
+    if NO_BINARY is not None:
+        pytest.skip(NO_BINARY)
+    inputs = read_tensor_dir(os.path.join(out, "sample_inputs"))
+    expected = read_tensor(os.path.join(out, "sample_outputs", "prob.pb"))
+    result = check_against(path, inputs, expected, log=lambda s: None)
+    assert result.passed, result.message

@@ -89,3 +89,21 @@ def test_tiny_train_step_and_checkpoint(name, tmp_path):
 def test_build_model_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown config"):
         build_model("deepfm", embedding_dim=8)
+
+
+def test_din_training_path_matches_inference_path():
+    """Training mode splits the first attention layer and trims padding columns; both must
+    compute what the exported (eval-mode) graph computes."""
+    model = small_model("din")
+    inputs = example_inputs(model, 6, seed=4)
+    lengths = model.sequence_lengths(inputs)
+    x = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    model.eval()
+    with torch.no_grad():
+        want = model.logits(x)
+        model.train()
+        got = model.logits(x)
+        trimmed = model.logits(model.trim_batch(x, lengths.max()))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(trimmed, want, rtol=0, atol=1e-5)
+    assert lengths.tolist() == (inputs["hist_items"] > 0).sum(axis=1).tolist()
