@@ -224,7 +224,9 @@ StatusOr<BuildResult> Build(const std::string& onnx_path, const BuildOptions& o)
   std::string before = ir::Dump(*graph);
   std::vector<passes::PassReport> reports;
   if (o.optimize) {
-    RETURN_IF_ERROR(passes::RunPipeline(*graph, passes::PipelineOptions{}, &reports));
+    passes::PipelineOptions po;
+    po.batch = {o.profile.min, o.profile.max};  // a fixed batch (min == max) is built into shapes
+    RETURN_IF_ERROR(passes::RunPipeline(*graph, po, &reports));
   }
   std::string pass_line;
   for (const auto& rep : reports) {

@@ -67,7 +67,8 @@ Status InferDinAttention(ir::Node& n) {
   for (const ir::Value* v : n.inputs) {
     if (v == nullptr) return NodeError(n, "no input may be omitted");
   }
-  RETURN_IF_ERROR(detail::RequireDTypes(n, 0, {DType::kFloat32, DType::kFloat16, DType::kBFloat16}));
+  RETURN_IF_ERROR(
+      detail::RequireDTypes(n, 0, {DType::kFloat32, DType::kFloat16, DType::kBFloat16}));
   RETURN_IF_ERROR(detail::RequireDTypes(n, 2, {DType::kBool}));
   for (size_t i = 1; i < n.inputs.size(); ++i) {
     if (i != 2 && n.inputs[i]->dtype != n.inputs[0]->dtype) {

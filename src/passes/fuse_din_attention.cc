@@ -38,6 +38,7 @@ struct Match {
   // (W, bias, slope) per hidden layer, then W_out, b_out; a bias is null where the Linear has none.
   std::vector<ir::Value*> mlp;
   std::vector<ir::Node*> remove;  // every matched node but the root
+  int64_t pooling = 0;            // DinAttention's attribute: 0 MatMul, 1 Mul + ReduceSum
 };
 
 class DinMatcher {
@@ -55,11 +56,13 @@ class DinMatcher {
       if (!AxesAre(root, 3, 1) || !prod || RankOf(prod->input(0)) != 3) return false;
       k_ = prod->input(1);
       unsq_axis = 1;
+      pooling_ = 0;
       wu_ = ProducedBy(prod->input(0), ir::OpKind::kUnsqueeze);
     } else if (root->op == ir::OpKind::kReduceSum) {
       prod = ProducedBy(root->input(0), ir::OpKind::kMul);
       if (!prod || root->GetInt("keepdims", 1) != 0 || !AxesAre(root, 3, 1)) return false;
       unsq_axis = 2;
+      pooling_ = 1;
       for (int side = 0; side < 2 && wu_ == nullptr; ++side) {
         wu_ = ProducedBy(prod->input(side), ir::OpKind::kUnsqueeze);
         k_ = prod->input(1 - side);
@@ -170,6 +173,7 @@ class DinMatcher {
     m.mask = mask_;
     m.mlp = std::move(mlp_);
     m.remove = std::move(remove_);
+    m.pooling = pooling_;
     return m;
   }
 
@@ -186,12 +190,18 @@ class DinMatcher {
     return lin;
   }
 
-  // `zeros` is zeros_like(s): an all-zero constant of one element and rank <= 2 (so Where's
-  // broadcast leaves s's shape), or ConstantOfShape(Shape(x)) of value 0 with x == s (those two
-  // nodes then join the match: `s_users` grows) or x shaped like s.
+  // `zeros` is zeros_like(s): an all-zero constant that broadcasts into s's shape [B, L]
+  // without growing it (a fixed batch folds zeros_like into one), or ConstantOfShape(Shape(x))
+  // of value 0 with x == s (those two nodes then join the match: `s_users` grows) or x shaped
+  // like s.
   bool ZerosLike(ir::Value* zeros, ir::Value* s, std::vector<const ir::Node*>* s_users) {
     if (const Tensor* c = ConstOf(zeros)) {
-      return c->size() == 1 && c->rank() <= 2 && detail::IsAllZeros(*c) && c->dtype() == s->dtype;
+      if (c->rank() > 2 || c->dtype() != s->dtype || !detail::IsAllZeros(*c)) return false;
+      for (int i = 0; i < c->rank(); ++i) {  // broadcasts into s without growing it
+        const int64_t d = c->dim(c->rank() - 1 - i);
+        if (d != 1 && d != KnownDim(s, 1 - i)) return false;
+      }
+      return true;
     }
     ir::Node* cos = ProducedBy(zeros, ir::OpKind::kConstantOfShape);
     if (cos == nullptr || zeros->dtype != s->dtype) return false;
@@ -210,6 +220,7 @@ class DinMatcher {
   ir::Value* k_ = nullptr;
   ir::Value* mask_ = nullptr;
   ir::Node* wu_ = nullptr;
+  int64_t pooling_ = 0;
   std::vector<ir::Value*> mlp_;
   std::vector<ir::Node*> remove_;
 };
@@ -233,6 +244,7 @@ StatusOr<bool> TryFuse(ir::Graph& g, ir::Node* root) {
   inputs.insert(inputs.end(), match.mlp.begin(), match.mlp.end());
   auto node = detail::MakeFusedNode(g, ir::OpKind::kDinAttention, root->name + "/DinAttention",
                                     std::move(inputs));
+  node->attrs["pooling"] = match.pooling;
   ASSIGN_OR_RETURN(ir::Node* fused, detail::ReplaceWithFused(g, root, std::move(node)));
   if (fused == nullptr) return false;
   for (ir::Node* n : match.remove) g.RemoveNode(n);

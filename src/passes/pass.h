@@ -13,7 +13,8 @@
 //  - Outputs are numerically what the reference executor computed before, up to float
 //    reassociation (the fused ops' reference kernels are defined by the subgraphs they replace;
 //    see src/kernels/cpu/reference/reference_kernels.h).
-//  - Graph inputs and outputs keep their names, dtypes and shapes.
+//  - Graph inputs and outputs keep their names, dtypes and shapes (one exception:
+//    specialize_shapes with a fixed batch gives their batch dim that size).
 //  - Fusion passes rewrite the last node of a match into the fused op (which takes over its
 //    output Value); intermediate nodes used only by the match are removed, ones also used
 //    elsewhere are left for eliminate_dead_code.
@@ -33,6 +34,39 @@ namespace clickrt::passes {
 // Re-infers shapes afterwards, since consumers may now see constant shape inputs.
 inline constexpr int64_t kDefaultFoldMaxBytes = int64_t{64} << 20;
 Status FoldConstants(ir::Graph& g, int* rewrites, int64_t max_result_bytes = kDefaultFoldMaxBytes);
+
+// The batch sizes the engine is built for (`clickrt build --batch MIN:OPT:MAX`).
+struct BatchProfile {
+  int64_t min = 1;
+  int64_t max = 0;  // 0: no upper bound
+  bool fixed() const { return max > 0 && min == max; }
+};
+
+// specialize_shapes: specializes the shape arithmetic exporters emit, so matchers and inference
+// see the same plain graph from either PyTorch exporter. Shape values (int64
+// vectors built from Shape(x) by Gather, Slice, Concat, Unsqueeze, Squeeze, Cast, Identity,
+// Reshape) are tracked element by element, each a known size, a named dim or unknown; then
+//   - a shape value whose elements are all known becomes a constant (Gather(Shape(x), 1) for a
+//     static dim 1; Concat of such with constants), and its producer goes;
+//   - Expand(x, t) with each t_i 1 or x's dim (same size or same symbol) is removed, as is
+//   - Reshape(x, t) with t x's own shape (each t_i x's dim i, 0 for "copy", or one -1);
+//     consumers read x (a node whose output is a graph output stays);
+//   - a computed Reshape target known but for one element becomes a constant with -1 there
+//     (Reshape(s, Concat(batch, [50])) => Reshape(s, [-1, 50])), and a computed Expand target
+//     whose unknown elements name x's own aligned dims becomes a constant with 1 there
+//     (Expand(q [batch,1,D], Shape(k [batch,L,D])) => Expand(q, [1, L, D])), so inference knows
+//     the output shapes;
+//   - Shape(x, start, end) covering all of x drops start / end (PyTorch 2.x writes start=0);
+//   - Expand(c, t) of a one-element constant c (PyTorch 2.x's zeros_like(x) = Expand(0,
+//     Shape(x))) becomes ConstantOfShape(t) of value c, which inference shapes like x;
+//   - with a fixed batch (batch.min == batch.max) first: the batch symbol (the one symbol at
+//     dim 0 of the graph inputs; nothing happens when they name several) becomes that size in
+//     every shape, graph inputs and outputs included, and shapes are re-inferred, so the
+//     Shape / ConstantOfShape / Expand / Reshape chains on the batch become constants for
+//     fold_constants to fold.
+// Counts values given the fixed batch and nodes rewritten or removed. Re-infers shapes when it
+// changed anything.
+Status SpecializeShapes(ir::Graph& g, int* rewrites, const BatchProfile& batch);
 
 // eliminate_dead_code: removes nodes none of whose outputs reach a graph output, then Values
 // nothing uses (unused constants, dead outputs). Graph inputs stay even when unused: they are
@@ -85,10 +119,11 @@ Status FuseCross(ir::Graph& g, int* rewrites);
 //   x  = PRelu(Linear(x, W_i, b_i), slope_i)          for each hidden layer, any number of them
 //   s  = Reshape(Linear(x, W_out, b_out) [rows,1], -> [B, L] with L = k's static dim 1)
 //   w  = Where(mask, s, zeros)                        zeros: ConstantOfShape(Shape(s)) of 0, or a
-//                                                     one-element zero constant
+//                                                     zero constant broadcasting into [B, L]
 //   out = Squeeze(MatMul(Unsqueeze(w, 1), k), 1)  or  ReduceSum(Mul(Unsqueeze(w, -1), k), 1,
 //                                                     keepdims 0)
-//   => DinAttention(q, k, mask, W_1, b_1, slope_1, ..., W_out, b_out)  [B, D]
+//   => DinAttention(q, k, mask, W_1, b_1, slope_1, ..., W_out, b_out)  [B, D], attribute
+//      pooling 0 (MatMul form) or 1 (Mul + ReduceSum form), so it sums as the subgraph did
 // The Linears have activation none (a missing bias becomes a zero constant); slopes are
 // constants broadcasting along the hidden axis only; D and L are static. Every intermediate must
 // be used only inside the pattern. Runs after fuse_linear, which makes the Linears.

@@ -69,6 +69,26 @@ std::optional<std::vector<int64_t>> ReduceAxes(const ir::Node& n, int rank) {
   return axes;
 }
 
+void ReplaceAllUses(ir::Value* from, ir::Value* to) {
+  for (ir::Node* c : from->consumers) {
+    for (ir::Value*& in : c->inputs) {
+      if (in == from) in = to;
+    }
+  }
+  // One entry per input slot, as Graph::AddNode records them.
+  to->consumers.insert(to->consumers.end(), from->consumers.begin(), from->consumers.end());
+  from->consumers.clear();
+}
+
+void SetInput(ir::Node* n, size_t i, ir::Value* v) {
+  if (ir::Value* old = n->inputs[i]) {
+    auto it = std::find(old->consumers.begin(), old->consumers.end(), n);
+    if (it != old->consumers.end()) old->consumers.erase(it);
+  }
+  n->inputs[i] = v;
+  if (v) v->consumers.push_back(n);
+}
+
 ir::Value* AddConstant(ir::Graph& g, const std::string& name, Tensor t) {
   ir::Value* v = g.AddValue(name);
   v->dtype = t.dtype();

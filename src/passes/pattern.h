@@ -35,6 +35,13 @@ std::optional<Tensor> AsLastAxisVector(const Tensor& t, int64_t n, int rank, DTy
 // constant; nullopt otherwise.
 std::optional<std::vector<int64_t>> ReduceAxes(const ir::Node& n, int rank);
 
+// Makes every node that reads `from` read `to` instead (same input slots); `from` is then unused
+// (a graph output must not be bypassed this way: its name is the model's interface).
+void ReplaceAllUses(ir::Value* from, ir::Value* to);
+
+// Makes input slot i of n read v (consumer lists updated).
+void SetInput(ir::Node* n, size_t i, ir::Value* v);
+
 // Adds a constant Value named after `name`.
 ir::Value* AddConstant(ir::Graph& g, const std::string& name, Tensor t);
 

@@ -20,8 +20,13 @@ struct Step {
 //  1. fold_constants first: the exporter hides constants behind Constant / Identity nodes
 //     (DeepFM's offsets, DCN-v2's shared biases) and Shape chains; every matcher below wants to
 //     see plain constants (the -1 of the id clamp, FM's 0.5, Gemm weights).
-//  2. eliminate_dead_code next, so no dead consumer makes an intermediate look shared and
-//     blocks a fusion that needs a single use.
+//  2. specialize_shapes, on the plain constants fold_constants left: shape values of static
+//     dims (and, for a fixed batch profile, of the batch) become constants, identity Expand /
+//     Reshape go, PyTorch 2.x's zeros_like / expand_as / view shape chains become what the
+//     TorchScript exporter writes; then fold_constants again folds the chains that now start
+//     from constants. Both before any matcher, which then sees one graph whatever the exporter.
+//     eliminate_dead_code next, so no dead consumer (a Shape nothing reads any more) makes an
+//     intermediate look shared and blocks a fusion that needs a single use.
 //  3. fuse_embedding_lookup: independent of the rest; it only reads id / table constants.
 //  4. fuse_linear before fuse_cross: the cross layer is matched on the Linear it produces
 //     (Gemm with transB already turned into W[K,N]); its bias / activation steps must finish
@@ -32,10 +37,13 @@ struct Step {
 //     those Linears (a PRelu follows each, not a Relu / Sigmoid / cross Mul).
 //  7. eliminate_dead_code last: fusions leave shared pattern nodes (the clamp's mask, the
 //     untransposed weights) for it to drop once nothing reads them.
-std::vector<Step> Steps(int64_t fold_max_bytes) {
+std::vector<Step> Steps(const PipelineOptions& o) {
+  PassFn fold = [max = o.fold_max_bytes](ir::Graph& g, int* n) { return FoldConstants(g, n, max); };
   return {
-      {"fold_constants", false,
-       [fold_max_bytes](ir::Graph& g, int* n) { return FoldConstants(g, n, fold_max_bytes); }},
+      {"fold_constants", false, fold},
+      {"specialize_shapes", false,
+       [batch = o.batch](ir::Graph& g, int* n) { return SpecializeShapes(g, n, batch); }},
+      {"fold_constants", false, fold},
       {"eliminate_dead_code", false, EliminateDeadCode},
       {"fuse_embedding_lookup", true, FuseEmbeddingLookup},
       {"fuse_linear", true, FuseLinear},
@@ -51,7 +59,7 @@ std::vector<Step> Steps(int64_t fold_max_bytes) {
 const std::vector<std::string>& PassNames() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
-    for (const Step& s : Steps(kDefaultFoldMaxBytes)) {
+    for (const Step& s : Steps(PipelineOptions{})) {
       if (std::find(v.begin(), v.end(), s.name) == v.end()) v.push_back(s.name);
     }
     return v;
@@ -68,7 +76,7 @@ Status RunPipeline(ir::Graph& g, const PipelineOptions& options, std::vector<Pas
       return InvalidArgument("unknown pass '" + s + "'; the passes are: " + all);
     }
   }
-  for (const Step& step : Steps(options.fold_max_bytes)) {
+  for (const Step& step : Steps(options)) {
     if (step.fusion && !options.fuse) continue;
     if (std::find(options.skip.begin(), options.skip.end(), step.name) != options.skip.end()) {
       continue;

@@ -11,13 +11,16 @@
 namespace clickrt::passes {
 
 struct PipelineOptions {
-  // false: only fold_constants and eliminate_dead_code (a plain but smaller graph, for debugging
-  // a fusion or comparing against the unfused model).
+  // false: only fold_constants, specialize_shapes and eliminate_dead_code (a plain but smaller
+  // graph, for debugging a fusion or comparing against the unfused model).
   bool fuse = true;
   // Passes not to run, by name ("fuse_cross"); an unknown name is an error.
   std::vector<std::string> skip;
   // Largest single result fold_constants materializes.
   int64_t fold_max_bytes = kDefaultFoldMaxBytes;
+  // The batch sizes the engine will run; a fixed one (min == max) is built into every shape by
+  // specialize_shapes.
+  BatchProfile batch;
   // Run ir::Verify after every pass, so a broken rewrite is caught naming its pass.
   bool verify_each = true;
 };

@@ -329,7 +329,8 @@ Status RunNode(const ir::Node& n, const std::vector<const Tensor*>& in, std::vec
       }
       std::vector<ref::DinHiddenLayer> hidden;
       for (size_t i = 3; i + 2 < in.size(); i += 3) hidden.push_back({in[i], in[i + 1], in[i + 2]});
-      return one(ref::DinAttention(x, *in[1], *in[2], hidden, *in[in.size() - 2], *in.back()));
+      return one(ref::DinAttention(x, *in[1], *in[2], hidden, *in[in.size() - 2], *in.back(),
+                                   static_cast<ref::DinPooling>(n.GetInt("pooling", 0))));
     }
     case OpKind::kConstant:
     case OpKind::kUnsupported:

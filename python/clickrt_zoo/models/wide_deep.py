@@ -65,7 +65,9 @@ class WideDeep(CTRModel):
         wide = self.wide(sparse).sum(dim=1) + self.bias
         if self.cfg.cross_pairs:
             ids = sanitize_ids(sparse, self.field_sizes)
-            crossed = ids[:, self.cross_a] * self.cross_b_size + ids[:, self.cross_b]
+            # index_select: a Gather with either torch exporter (ids[:, idx] is GatherND in dynamo)
+            crossed = (torch.index_select(ids, 1, self.cross_a) * self.cross_b_size
+                       + torch.index_select(ids, 1, self.cross_b))
             wide = wide + self.wide_cross(crossed).sum(dim=1)
         deep_in = self.embedding(sparse).flatten(1)
         if self.cfg.num_dense:
