@@ -222,7 +222,17 @@ Status ConvertModel(const onnx::ModelProto& model, const std::string& base_dir,
     g->opsets[os.domain()] = static_cast<int>(os.version());
     if (os.domain().empty() || os.domain() == "ai.onnx") default_opset = static_cast<int>(os.version());
   }
-  if (default_opset >= 0 && (default_opset < kMinOpset || default_opset > kMaxOpset)) {
+  // Opsets before 7 changed broadcasting and moved many inputs to attributes; a model that old is
+  // accepted only when all its ops read the same in every opset (Not and Identity have one version).
+  auto timeless = [&] {
+    for (const auto& n : gp.node()) {
+      if (n.op_type() != "Not" && n.op_type() != "Identity") return false;
+    }
+    return true;
+  };
+  if (default_opset >= 1 && default_opset < kMinOpset && timeless()) {
+    // fine: the node semantics do not depend on the opset
+  } else if (default_opset >= 0 && (default_opset < kMinOpset || default_opset > kMaxOpset)) {
     return Unimplemented("the model uses ONNX opset " + std::to_string(default_opset) +
                          "; clickrt supports opsets " + std::to_string(kMinOpset) + " to " +
                          std::to_string(kMaxOpset));
