@@ -1163,8 +1163,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Torch2Case{"din", "torchscript", Torch2Expect("din"), {}},
                       Torch2Case{"din", "dynamo", Torch2Expect("din"), {}},
                       Torch2Case{"wide_deep", "torchscript", Torch2Expect("wide_deep"), {}},
-                      // ids[:, cross_a] exports as Transpose + GatherND + Transpose.
-                      Torch2Case{"wide_deep", "dynamo", Torch2Expect("wide_deep"), {"GatherND"}}),
+                      Torch2Case{"wide_deep", "dynamo", Torch2Expect("wide_deep"), {}}),
     [](const ::testing::TestParamInfo<Torch2Case>& info) { return Torch2Name(info.param); });
 
 // Both exporters' graphs of a model end with the same fused ops, as many of each.
