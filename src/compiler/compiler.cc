@@ -88,25 +88,12 @@ StatusOr<BuildResult> Lower(const ir::Graph& g, const BuildOptions& o) {
       d.weight_offset = static_cast<int64_t>(off);
       d.weight_bytes = static_cast<int64_t>(t.nbytes());
     } else if (v->shape.rank_known) {
+      // -1 marks the batch, -2 any other unknown dim (such a tensor is sized at run time).
       bytes = static_cast<int64_t>(DTypeSize(v->dtype));
       for (const ir::Dim& dim : v->shape.dims) {
-        if (dim.known()) {
-          d.dims.push_back(dim.value);
-          bytes *= dim.value;
-        } else if (!batch_symbol.empty() && dim.symbol == batch_symbol) {
-          d.dims.push_back(-1);
-          bytes *= o.profile.max;
-        } else {
-          d.dims.push_back(-2);  // dynamic, not the batch: allocated at run time
-          bytes = -1;
-        }
-        if (bytes < 0) break;
-      }
-      if (bytes < 0) {
-        d.dims.clear();
-        for (const ir::Dim& dim : v->shape.dims) {
-          d.dims.push_back(dim.known() ? dim.value : (dim.symbol == batch_symbol && !batch_symbol.empty() ? -1 : -2));
-        }
+        const bool batch = !dim.known() && !batch_symbol.empty() && dim.symbol == batch_symbol;
+        d.dims.push_back(dim.known() ? dim.value : batch ? -1 : -2);
+        if (bytes >= 0) bytes = dim.known() ? bytes * dim.value : batch ? bytes * o.profile.max : -1;
       }
     }
     int32_t id = static_cast<int32_t>(p.tensors.size());

@@ -6,9 +6,7 @@ namespace clickrt::ir {
 
 using nlohmann::json;
 
-namespace {
-
-json TensorToJson(const Tensor& t) {
+json TensorValuesToJson(const Tensor& t) {
   json data = json::array();
   for (int64_t i = 0; i < t.size(); ++i) {
     if (IsFloating(t.dtype())) {
@@ -17,7 +15,13 @@ json TensorToJson(const Tensor& t) {
       data.push_back(t.GetAsInt64(i));
     }
   }
-  return {{"dtype", DTypeName(t.dtype())}, {"dims", t.dims()}, {"data", data}};
+  return data;
+}
+
+namespace {
+
+json TensorToJson(const Tensor& t) {
+  return {{"dtype", DTypeName(t.dtype())}, {"dims", t.dims()}, {"data", TensorValuesToJson(t)}};
 }
 
 StatusOr<Tensor> TensorFromJson(const json& j) {

@@ -130,7 +130,7 @@ struct CpuEngine::Impl {
   Status Prepare();
   void FuseSteps();
   StatusOr<Tensor> Early(Context& ctx, int32_t id, int64_t batch);
-  Status RunStep(Step& s, Context& ctx, int64_t batch);
+  Status RunStep(Step& s, Context& ctx);
   StatusOr<Tensor> Output(Context& ctx, int32_t id, const Dims& dims);
   const Tensor* Get(Context& ctx, int32_t id) {
     if (id < 0) return nullptr;
@@ -181,14 +181,16 @@ Status CpuEngine::Impl::Prepare() {
       s->table = t->data<float>();
       s->V = t->dim(0);
       s->D = t->dim(1);
-      for (size_t i : {size_t{2}, size_t{3}}) {
-        if (n.input(i) == nullptr) continue;
-        const Tensor* c = cdata(i);
-        if (c == nullptr) break;  // per-field tensors computed at run time: reference path
-        ASSIGN_OR_RETURN(auto v, c->ToInt64Vector());
-        (i == 2 ? s->offsets : s->sizes) = v;
-      }
+      // Offsets / sizes computed at run time leave the layer on the reference kernel.
       const bool per_field_const = (n.input(2) == nullptr || cdata(2)) && (n.input(3) == nullptr || cdata(3));
+      if (per_field_const) {
+        if (n.input(2)) {
+          ASSIGN_OR_RETURN(s->offsets, cdata(2)->ToInt64Vector());
+        }
+        if (n.input(3)) {
+          ASSIGN_OR_RETURN(s->sizes, cdata(3)->ToInt64Vector());
+        }
+      }
       s->kind = per_field_const ? StepKind::kEmbedding : StepKind::kRef;
     } else if (k != "ref" && n.op == ir::OpKind::kFMInteraction) {
       s->kind = StepKind::kFm;
@@ -343,15 +345,19 @@ StatusOr<Tensor> CpuEngine::Impl::Output(Context& ctx, int32_t id, const Dims& d
   return Tensor::Zeros(d.dtype, dims);
 }
 
-Status CpuEngine::Impl::RunStep(Step& s, Context& ctx, int64_t batch) {
+Status CpuEngine::Impl::RunStep(Step& s, Context& ctx) {
   const ir::Node& n = *s.node;
   switch (s.kind) {
     case StepKind::kSkip:
     case StepKind::kFused:
       return Status::Ok();
+    case StepKind::kEmbedding:    // a plain lookup: the one-pass kernel with nothing extra
     case StepKind::kEmbeddingFm: {
       const Tensor* ids = Get(ctx, s.in[1]);
-      if (ids->rank() != 2) return InvalidArgument("ids must be [B,F], got " + ids->Describe());
+      if (ids->rank() != 2) {
+        if (s.kind == StepKind::kEmbedding) break;  // the reference handles other ranks
+        return InvalidArgument("ids must be [B,F], got " + ids->Describe());
+      }
       const int64_t B = ids->dim(0), F = ids->dim(1);
       if ((!s.offsets.empty() && static_cast<int64_t>(s.offsets.size()) != F) ||
           (!s.sizes.empty() && static_cast<int64_t>(s.sizes.size()) != F)) {
@@ -469,23 +475,6 @@ Status CpuEngine::Impl::RunStep(Step& s, Context& ctx, int64_t batch) {
       ctx.vals[s.out[0]] = std::move(y);
       return Status::Ok();
     }
-    case StepKind::kEmbedding: {
-      const Tensor* ids = Get(ctx, s.in[1]);
-      if (ids->rank() != 2) break;  // the reference handles other ranks
-      const int64_t B = ids->dim(0), F = ids->dim(1);
-      if ((!s.offsets.empty() && static_cast<int64_t>(s.offsets.size()) != F) ||
-          (!s.sizes.empty() && static_cast<int64_t>(s.sizes.size()) != F)) {
-        return InvalidArgument("ids " + ids->Describe() + " do not match the per-field tensors");
-      }
-      ASSIGN_OR_RETURN(Tensor y, Output(ctx, s.out[0], {B, F, s.D}));
-      Status st = fast::EmbeddingLookup(s.table, s.V, s.D, ids->data<int64_t>(), B, F,
-                                        s.offsets.empty() ? nullptr : s.offsets.data(),
-                                        s.sizes.empty() ? nullptr : s.sizes.data(), y.data<float>(),
-                                        F * s.D, pool.get());
-      if (!st.ok()) return st.WithContext("ids from '" + n.inputs[1]->name + "'");
-      ctx.vals[s.out[0]] = std::move(y);
-      return Status::Ok();
-    }
     case StepKind::kFm: {
       const Tensor* e = Get(ctx, s.in[0]);
       if (e->rank() != 3 || e->dtype() != DType::kFloat32) break;
@@ -509,7 +498,6 @@ Status CpuEngine::Impl::RunStep(Step& s, Context& ctx, int64_t batch) {
   for (size_t i = 0; i < s.out.size() && i < outs.size(); ++i) {
     if (s.out[i] >= 0 && !values[s.out[i]]->constant) ctx.vals[s.out[i]] = std::move(outs[i]);
   }
-  (void)batch;
   return Status::Ok();
 }
 
@@ -585,7 +573,7 @@ StatusOr<reference::TensorMap> CpuEngine::Run(const reference::TensorMap& inputs
   Status status;
   for (auto& s : m.steps) {
     auto t0 = m.profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    status = m.RunStep(*s, *ctx, batch);
+    status = m.RunStep(*s, *ctx);
     if (!status.ok()) {
       status = status.WithContext("layer '" + s->layer->name + "' (" + s->layer->op + ", kernel " +
                                   s->layer->kernel + ")");

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "import/onnx/onnx_importer.h"
+#include "ir/attribute_json.h"
 
 namespace clickrt::cli {
 namespace fs = std::filesystem;
@@ -213,15 +214,7 @@ void PrintTensor(std::ostream& os, const std::string& name, const Tensor& t, int
 std::string TensorsToJson(const reference::TensorMap& tensors) {
   json j = json::object();
   for (const auto& [name, t] : tensors) {
-    json data = json::array();
-    for (int64_t i = 0; i < t.size(); ++i) {
-      if (IsFloating(t.dtype())) {
-        data.push_back(t.GetAsDouble(i));
-      } else {
-        data.push_back(t.GetAsInt64(i));
-      }
-    }
-    j[name] = {{"dtype", DTypeName(t.dtype())}, {"shape", t.dims()}, {"data", data}};
+    j[name] = {{"dtype", DTypeName(t.dtype())}, {"shape", t.dims()}, {"data", ir::TensorValuesToJson(t)}};
   }
   return j.dump();
 }
