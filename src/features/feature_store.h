@@ -1,0 +1,64 @@
+// The feature service: where the server fetches a user's profile and each candidate ad's item
+// features before it assembles the model's inputs.
+//
+// A feature row is a flat map feature name -> raw value as text ("C1" -> "68fd1e64",
+// "I3" -> "12"); the schema (features/schema.h) turns raw values into model inputs. Keys are
+// namespaced by the caller: "user:<id>", "item:<ad id>".
+//
+// Every call takes a deadline (an absolute steady_clock time): a store that cannot answer by then
+// returns DeadlineExceeded, never blocks past it. A key that does not exist is not an error: its
+// slot in the result is std::nullopt (the caller counts it as a miss and uses the schema defaults).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "clickrt/status.h"
+
+namespace clickrt::features {
+
+using Clock = std::chrono::steady_clock;
+using FeatureRow = std::map<std::string, std::string>;
+
+class FeatureStore {
+ public:
+  virtual ~FeatureStore() = default;
+
+  // One result per key, in order. Thread-safe.
+  virtual StatusOr<std::vector<std::optional<FeatureRow>>> MultiGet(
+      const std::vector<std::string>& keys, Clock::time_point deadline) = 0;
+
+  // Writes rows (bulk load; tests). Thread-safe.
+  virtual Status MultiPut(const std::vector<std::pair<std::string, FeatureRow>>& rows,
+                          Clock::time_point deadline) = 0;
+
+  // "memory" or "redis".
+  virtual std::string kind() const = 0;
+};
+
+// The embedded in-memory store: the default when no Redis is configured.
+// File format (one row per line, UTF-8): `<key>\t<name>=<value>\t<name>=<value>...`;
+// blank lines and lines starting with '#' are skipped. A malformed line is an error naming the
+// file and the line number. Also accepts the same rows as JSON Lines: {"key": k, "features": {..}}.
+StatusOr<std::unique_ptr<FeatureStore>> MakeMemoryStore();
+Status LoadFeatureFile(const std::string& path, FeatureStore* store,
+                       Clock::duration per_batch_timeout = std::chrono::seconds(10));
+
+struct RedisOptions {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  int pool_size = 4;  // connections; a call waits for a free one until its deadline
+  std::chrono::milliseconds connect_timeout{200};
+  std::string key_prefix;  // prepended to every key (e.g. "clickrt:")
+};
+
+// Redis (hiredis): one hash per key (HGETALL / HSET), reads pipelined, a connection pool, a
+// deadline on every call, reconnection after an error. Create() connects once to check the
+// address and fails with Unavailable naming host:port if nothing answers.
+StatusOr<std::unique_ptr<FeatureStore>> MakeRedisStore(const RedisOptions& options);
+
+}  // namespace clickrt::features

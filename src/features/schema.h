@@ -1,0 +1,57 @@
+// The feature schema (models/<name>/schema.json, written by python/clickrt_zoo) and the assembly
+// of model input tensors from raw feature rows.
+//
+// Schema (schema_version 1): {"inputs": [{"name", "dtype", "shape": ["batch", n...], "fields":
+// [{"name", "kind": "dense"|"categorical"|"sequence", "default", "encoding": "vocab"|"hash"|
+// "identity", "size", "tokens", "length", "separator", "padding_id", ...}]}], "outputs": [...]}.
+// One field fills one column of its input (a sequence field fills `length` columns).
+//
+// Encodings of a raw text value: dense -> float (transform applied here only when
+// transform_in_model is false); vocab -> index of the token in `tokens` (+1; 0 = out of
+// vocabulary / missing, as the trainer encodes it); hash -> stable hash mod size; identity ->
+// the integer itself (out of [0, size) -> 0). A missing value takes the field's default and is
+// counted in AssemblyStats::missing.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/tensor.h"
+#include "clickrt/status.h"
+#include "features/feature_store.h"
+
+namespace clickrt::features {
+
+struct AssemblyStats {
+  int64_t rows = 0;
+  int64_t missing = 0;       // field values absent from every source (default used)
+  int64_t out_of_vocab = 0;  // present but not in the vocabulary / identity range
+};
+
+class Schema {
+ public:
+  // Parses and validates; errors name the file and the field.
+  static StatusOr<std::shared_ptr<const Schema>> Load(const std::string& path);
+  static StatusOr<std::shared_ptr<const Schema>> Parse(const std::string& json_text,
+                                                       const std::string& source);
+
+  // The model input names, in schema order.
+  std::vector<std::string> input_names() const;
+
+  // Builds one batch: row i of every input tensor from the layered sources of candidate i
+  // (`layers[i]` is looked up front to back, e.g. {request context, item row, user row}; the
+  // first layer holding a field wins). Result: input name -> tensor [rows, ...].
+  StatusOr<std::map<std::string, Tensor>> Assemble(
+      const std::vector<std::vector<const FeatureRow*>>& layers, AssemblyStats* stats) const;
+
+  struct Impl;
+  ~Schema();
+
+ private:
+  explicit Schema(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace clickrt::features
