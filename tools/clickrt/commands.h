@@ -14,6 +14,9 @@ void RegisterDevices(CLI::App& app, int* exit_code);
 void RegisterBuild(CLI::App& app, int* exit_code);
 void RegisterInspect(CLI::App& app, int* exit_code);
 void RegisterBench(CLI::App& app, int* exit_code);
+void RegisterFeatures(CLI::App& app, int* exit_code);  // cmd_features.cc
+void RegisterServe(CLI::App& app, int* exit_code);     // cmd_serve.cc
+void RegisterLoadtest(CLI::App& app, int* exit_code);  // cmd_loadtest.cc
 
 // Prints "error: <message>" to stderr and returns the exit code for a failed Status.
 int Fail(const Status& status);

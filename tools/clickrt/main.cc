@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   clickrt::cli::RegisterRun(app, &exit_code);
   clickrt::cli::RegisterInfo(app, &exit_code);
   clickrt::cli::RegisterDevices(app, &exit_code);
+  clickrt::cli::RegisterServe(app, &exit_code);
+  clickrt::cli::RegisterLoadtest(app, &exit_code);
+  clickrt::cli::RegisterFeatures(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,2 @@
+// Placeholder.
+#include "compiler/timing_cache.h"

@@ -1,0 +1,2 @@
+// Placeholder until the kernel lands.
+#include "kernels/cuda/kernels.h"

@@ -1,0 +1,6 @@
+// Placeholder until the subcommand lands.
+#include "commands.h"
+
+namespace clickrt::cli {
+void RegisterServe(CLI::App& app, int* exit_code) {}
+}  // namespace clickrt::cli
