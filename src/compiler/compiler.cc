@@ -133,7 +133,8 @@ StatusOr<BuildResult> Lower(const ir::Graph& g, const BuildOptions& o) {
     }
     l.attrs = ir::AttributesToJson(n->attrs);
     l.attrs["_opset"] = n->opset;
-    l.kernel = o.backend == "cpu" ? ChooseCpuKernel(*n, isa) : "ref";
+    // cuda: the runtime lowers layers to GPU steps at load; the tuner records each step's kernel.
+    l.kernel = o.backend == "cpu" ? ChooseCpuKernel(*n, isa) : "cuda";
     p.layers.push_back(std::move(l));
   }
   for (const ir::Value* v : g.outputs) {
@@ -169,8 +170,23 @@ StatusOr<BuildResult> Lower(const ir::Graph& g, const BuildOptions& o) {
   m.build_time_utc = o.build_time_utc.empty() ? UtcNow() : o.build_time_utc;
   m.precision = o.precision;
   m.profile = o.profile;
+  if (o.backend == "cuda" && m.profile.buckets.empty()) {
+    for (int64_t b = 1; b <= m.profile.max; b *= 8) {
+      if (b >= m.profile.min) m.profile.buckets.push_back(b);
+    }
+    if (m.profile.buckets.empty() || m.profile.buckets.front() != m.profile.min) {
+      m.profile.buckets.insert(m.profile.buckets.begin(), m.profile.min);
+    }
+    if (m.profile.buckets.back() != m.profile.max) m.profile.buckets.push_back(m.profile.max);
+  }
   m.backend = o.backend;
   m.cpu_isa = o.backend == "cpu" ? isa : "";
+  if (o.backend == "cuda") {
+    m.gpu_name = o.gpu.name;
+    m.sm_arch = o.gpu.sm_arch;
+    m.cuda_version = o.gpu.cuda_version;
+    m.cublaslt_version = o.gpu.cublaslt_version;
+  }
   m.arena_bytes = plan.arena_bytes;
   m.arena_bytes_no_reuse = plan.no_reuse_bytes;
   m.extra["batch_symbol"] = batch_symbol;
@@ -182,17 +198,30 @@ StatusOr<BuildResult> Build(const std::string& onnx_path, const BuildOptions& o)
   auto say = [&](const std::string& s) {
     if (o.progress) o.progress(s);
   };
-  if (o.backend != "cpu") {
-    return Unimplemented("backend '" + o.backend + "' is not built yet; use --backend cpu");
+  if (o.backend != "cpu" && o.backend != "cuda") {
+    return InvalidArgument("unknown backend '" + o.backend + "' (expected cpu or cuda)");
   }
-  if (o.precision != "fp32") {
-    return Unimplemented("precision '" + o.precision + "' is not built yet for the cpu backend; use fp32");
+  if (o.backend == "cpu" && o.precision != "fp32") {
+    return Unimplemented("precision '" + o.precision + "' is not built for the cpu backend; use fp32");
+  }
+  if (o.backend == "cuda" && o.precision != "fp32" && o.precision != "tf32" && o.precision != "fp16" &&
+      o.precision != "bf16") {
+    return Unimplemented("precision '" + o.precision + "' is not built for the cuda backend; use fp32, tf32, "
+                         "fp16 or bf16");
+  }
+  if (o.backend == "cuda" && o.gpu.sm_arch.empty()) {
+    return FailedPrecondition("a cuda build needs the target GPU (none given: is a GPU visible?)");
   }
   const engine::Profile& pr = o.profile;
   if (pr.min < 1 || pr.min > pr.opt || pr.opt > pr.max) {
     return InvalidArgument("batch profile must satisfy 1 <= min <= opt <= max, got " +
                            std::to_string(pr.min) + ":" + std::to_string(pr.opt) + ":" +
                            std::to_string(pr.max));
+  }
+  for (size_t i = 0; i < pr.buckets.size(); ++i) {
+    if (pr.buckets[i] < pr.min || pr.buckets[i] > pr.max || (i > 0 && pr.buckets[i] <= pr.buckets[i - 1])) {
+      return InvalidArgument("batch buckets must increase strictly within [min, max]");
+    }
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto ms = [&] {
@@ -233,8 +262,13 @@ StatusOr<BuildResult> Build(const std::string& onnx_path, const BuildOptions& o)
   r.program.meta.extra["nodes_before"] = nodes_before;
   int fast = 0;
   for (const auto& l : r.program.layers) fast += l.kernel != "ref";
-  say("[3/4] kernels: " + std::to_string(fast) + " of " + std::to_string(r.program.layers.size()) +
-      " layers on fast " + r.program.meta.cpu_isa + " kernels, the rest on reference kernels");
+  if (o.backend == "cpu") {
+    say("[3/4] kernels: " + std::to_string(fast) + " of " + std::to_string(r.program.layers.size()) +
+        " layers on fast " + r.program.meta.cpu_isa + " kernels, the rest on reference kernels");
+  } else {
+    say("[3/4] kernels: " + std::to_string(r.program.layers.size()) + " layers for " + o.gpu.name + " (" +
+        o.gpu.sm_arch + "), " + o.precision + "; chosen by the autotuner next");
+  }
   say("[4/4] memory plan: arena " + std::to_string(r.program.meta.arena_bytes) + " bytes at batch " +
       std::to_string(pr.max) + " (no reuse: " + std::to_string(r.program.meta.arena_bytes_no_reuse) +
       ") (" + ms() + ")");

@@ -10,10 +10,19 @@
 
 namespace clickrt::compiler {
 
+// The GPU a cuda engine is built for (filled by the caller, which links CUDA; the compiler
+// itself does not).
+struct GpuTarget {
+  std::string name, sm_arch, cuda_version, cublaslt_version;
+};
+
 struct BuildOptions {
-  std::string backend = "cpu";     // only "cpu" is built today
-  std::string precision = "fp32";  // only "fp32" is built today
+  std::string backend = "cpu";     // "cpu" or "cuda"
+  std::string precision = "fp32";  // cpu: fp32; cuda: fp32, tf32, fp16, bf16
+  // Buckets empty: the cuda backend takes min, max and the powers of 8 between (each gets its
+  // own tuned kernels and CUDA graph); the cpu backend needs none.
   engine::Profile profile{1, 64, 4096, {}};
+  GpuTarget gpu;
   // ISA the CPU kernels are chosen for: "" = this machine's best ("avx512", "avx2", "generic").
   std::string cpu_isa;
   // Build time written into the engine. "" = SOURCE_DATE_EPOCH if set (reproducible builds), else now.

@@ -5,6 +5,7 @@
 // execution context: an arena on the CPU, a stream + arena + CUDA graphs on the GPU).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,12 @@ struct EngineLoadOptions {
   int device = 0;        // CUDA backend: device index
   int contexts = 2;      // execution contexts made up front (more are made on demand)
 };
+
+// Backends other than cpu live in their own targets (the CUDA runtime links CUDA); the program
+// that links one registers its loader at start-up, before the first LoadInferenceEngine call.
+using EngineLoaderFn = std::function<StatusOr<std::unique_ptr<InferenceEngine>>(
+    const std::string& path, const EngineLoadOptions& options)>;
+void RegisterEngineLoader(const std::string& backend, EngineLoaderFn loader);
 
 // Loads an engine file of either backend (the backend is read from the file); errors name the
 // file and what did not match (e.g. a cuda engine where no GPU or no CUDA support exists).

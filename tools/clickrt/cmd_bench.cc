@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "gpu.h"
 #include "runtime/cpu_engine.h"
 #include "tensor_io.h"
 
@@ -24,17 +25,24 @@ struct BenchCmd {
   double duration_s = 3.0;
   int warmup = 20;
   int threads = 0;
+  int device = 0;
   bool profile = false, json = false;
 };
 
-double Percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
 Status Bench(const BenchCmd& c) {
+  if (gpu::IsCudaEngine(c.engine)) {
+    gpu::BenchArgs a;
+    a.engine = c.engine;
+    a.inputs = c.inputs;
+    a.batch = c.batch;
+    a.iterations = c.iterations;
+    a.duration_s = c.duration_s;
+    a.warmup = c.warmup;
+    a.device = c.device;
+    a.profile = c.profile;
+    a.json = c.json;
+    return gpu::BenchCuda(a);
+  }
   runtime::CpuEngineOptions eo;
   eo.threads = c.threads;
   eo.profile = c.profile;
@@ -105,10 +113,18 @@ Status Bench(const BenchCmd& c) {
 
 }  // namespace
 
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
 void RegisterBench(CLI::App& app, int* exit_code) {
   auto c = std::make_shared<BenchCmd>();
   CLI::App* cmd = app.add_subcommand("bench", "Time an engine: latency percentiles, throughput, "
-                                              "per-layer profile");
+                                              "per-layer profile (cuda engines: H2D, GPU compute, D2H, "
+                                              "end-to-end, GPU memory)");
   cmd->add_option("engine", c->engine, "Engine file (from clickrt build)")->required();
   cmd->add_option("--batch", c->batch, "Batch size of the synthetic inputs")->capture_default_str();
   cmd->add_option("--inputs", c->inputs, "Use these inputs (as for clickrt run) instead of synthetic ones");
@@ -116,8 +132,9 @@ void RegisterBench(CLI::App& app, int* exit_code) {
   cmd->add_option("--duration", c->duration_s, "Seconds of timed runs when --iterations is 0")->capture_default_str();
   cmd->add_option("--warmup", c->warmup, "Untimed runs first")->capture_default_str();
   cmd->add_option("--threads", c->threads, "CPU threads (0: all this process may use)")->capture_default_str();
+  cmd->add_option("--device", c->device, "GPU index for a cuda engine")->capture_default_str();
   cmd->add_option("--save-inputs", c->save_inputs, "Write the inputs used as JSON (for peers)");
-  cmd->add_flag("--profile", c->profile, "Also print the time per layer");
+  cmd->add_flag("--profile", c->profile, "Also print the time per layer (cuda: per GPU step, without CUDA graphs)");
   cmd->add_flag("--json", c->json, "One JSON line instead of text");
   cmd->callback([c, exit_code] {
     Status s = Bench(*c);

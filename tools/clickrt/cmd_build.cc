@@ -4,7 +4,10 @@
 #include <iostream>
 #include <memory>
 
+#include <sstream>
+
 #include "commands.h"
+#include "gpu.h"
 #include "compiler/compiler.h"
 #include "engine/engine_file.h"
 
@@ -13,6 +16,8 @@ namespace {
 
 struct BuildCmd {
   std::string model, output, backend = "cpu", precision = "fp32", batch = "1:64:4096", isa;
+  std::string buckets, timing_cache;
+  int device = 0;
   bool dump_graph = false, no_optimize = false, quiet = false;
 };
 
@@ -54,6 +59,18 @@ Status Build(const BuildCmd& c) {
   o.cpu_isa = c.isa;
   o.optimize = !c.no_optimize;
   if (!c.quiet) o.progress = [](const std::string& s) { std::cerr << s << "\n"; };
+  if (!c.buckets.empty()) {
+    std::stringstream ss(c.buckets);
+    std::string part;
+    while (std::getline(ss, part, ',')) {
+      try {
+        o.profile.buckets.push_back(std::stoll(part));
+      } catch (const std::exception&) {
+        return InvalidArgument("--buckets expects comma-separated batch sizes, got '" + c.buckets + "'");
+      }
+    }
+  }
+  if (c.backend == "cuda") return gpu::BuildCuda(c.model, o, c.output, c.timing_cache, c.device, c.dump_graph);
   ASSIGN_OR_RETURN(compiler::BuildResult r, compiler::Build(c.model, o));
   if (c.dump_graph) {
     std::cout << "== graph before passes\n" << r.graph_before << "\n== graph after passes\n"
@@ -75,8 +92,15 @@ void RegisterBuild(CLI::App& app, int* exit_code) {
       "build", "Compile an ONNX model into an engine file: passes, kernel choice, memory plan");
   cmd->add_option("model", c->model, "ONNX model file")->required();
   cmd->add_option("-o,--output", c->output, "Engine file to write")->required();
-  cmd->add_option("--backend", c->backend, "cpu (cuda: not built yet)")->capture_default_str();
-  cmd->add_option("--precision", c->precision, "fp32 (others: not built yet for cpu)")->capture_default_str();
+  cmd->add_option("--backend", c->backend, "cpu or cuda (cuda autotunes on the GPU given by --device)")
+      ->capture_default_str();
+  cmd->add_option("--precision", c->precision, "cpu: fp32; cuda: fp32, tf32, fp16, bf16")->capture_default_str();
+  cmd->add_option("--buckets", c->buckets, "cuda: batch sizes with their own tuned kernels and CUDA graph, "
+                  "e.g. 1,8,64,512 (default: min, max and the powers of 8 between); requests are padded "
+                  "to the next bucket");
+  cmd->add_option("--timing-cache", c->timing_cache, "cuda: timing cache file, read when it matches this "
+                  "GPU / CUDA / cuBLASLt / clickrt and rewritten with the new timings");
+  cmd->add_option("--device", c->device, "cuda: GPU index to tune on")->capture_default_str();
   cmd->add_option("--batch", c->batch, "Batch profile MIN:OPT:MAX (or one MAX); the engine "
                   "accepts batches in [MIN, MAX] and plans memory for MAX")->capture_default_str();
   cmd->add_option("--isa", c->isa, "CPU kernels to build for: generic, avx2, avx512 "

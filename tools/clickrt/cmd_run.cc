@@ -8,6 +8,7 @@
 #include "import/onnx/onnx_importer.h"
 #include "reference/executor.h"
 #include "runtime/cpu_engine.h"
+#include "runtime/inference_engine.h"
 #include "tensor_io.h"
 
 namespace clickrt::cli {
@@ -17,6 +18,7 @@ struct RunOptions {
   std::string model;
   std::string engine;
   int threads = 0;
+  int device = 0;
   std::string inputs;
   std::string save_outputs;
   bool json = false;
@@ -29,16 +31,23 @@ Status Run(const RunOptions& o) {
   }
   std::unique_ptr<ir::Graph> graph;
   std::unique_ptr<reference::Executor> exec;
-  std::unique_ptr<runtime::CpuEngine> eng;
+  std::unique_ptr<runtime::InferenceEngine> eng;
   if (!o.model.empty()) {
     ASSIGN_OR_RETURN(graph, onnx_import::ImportModel(o.model));
     ASSIGN_OR_RETURN(exec, reference::Executor::Create(graph.get()));
   } else {
-    runtime::CpuEngineOptions eo;
-    eo.threads = o.threads;
-    ASSIGN_OR_RETURN(eng, runtime::CpuEngine::Load(o.engine, eo));
+    runtime::EngineLoadOptions eo;
+    eo.cpu_threads = o.threads;
+    eo.device = o.device;
+    eo.contexts = 1;
+    ASSIGN_OR_RETURN(eng, runtime::LoadInferenceEngine(o.engine, eo));
+    // The engine's graph, to read inputs against (names, dtypes, shapes).
+    engine::Expectations header_only;
+    header_only.verify_checksum = false;
+    ASSIGN_OR_RETURN(auto le, engine::LoadEngine(o.engine, header_only));
+    ASSIGN_OR_RETURN(graph, runtime::RaiseProgram(*le));
   }
-  const ir::Graph& g = exec ? *graph : eng->graph();
+  const ir::Graph& g = *graph;
   ASSIGN_OR_RETURN(auto inputs, LoadInputs(o.inputs, g));
   auto t0 = std::chrono::steady_clock::now();
   reference::TensorMap outputs;
@@ -74,8 +83,9 @@ void RegisterRun(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand(
       "run", "Score inputs with an ONNX model (reference CPU executor) or a built engine; print outputs");
   cmd->add_option("--model,-m", opts->model, "ONNX model file, run by the reference executor");
-  cmd->add_option("--engine,-e", opts->engine, "Engine file from clickrt build, run by the CPU runtime");
-  cmd->add_option("--threads", opts->threads, "CPU threads for --engine (0: all)");
+  cmd->add_option("--engine,-e", opts->engine, "Engine file from clickrt build, run by its backend's runtime (cpu or cuda)");
+  cmd->add_option("--threads", opts->threads, "CPU threads for a cpu --engine (0: all)");
+  cmd->add_option("--device", opts->device, "GPU index for a cuda --engine");
   cmd->add_option("--inputs,-i", opts->inputs,
                   "Inputs: a folder of ONNX TensorProto files <input_name>.pb (or input_<i>.pb), "
                   "or a JSON file {\"<input_name>\": nested arrays}")

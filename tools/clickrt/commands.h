@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <vector>
 
 #include "clickrt/status.h"
 
@@ -17,6 +18,9 @@ void RegisterBench(CLI::App& app, int* exit_code);
 void RegisterFeatures(CLI::App& app, int* exit_code);  // cmd_features.cc
 void RegisterServe(CLI::App& app, int* exit_code);     // cmd_serve.cc
 void RegisterLoadtest(CLI::App& app, int* exit_code);  // cmd_loadtest.cc
+
+// The q-quantile (0..1) of `v` (nearest rank); 0 for an empty vector.
+double Percentile(std::vector<double> v, double q);
 
 // Prints "error: <message>" to stderr and returns the exit code for a failed Status.
 int Fail(const Status& status);

@@ -3,6 +3,7 @@
 
 #include "clickrt/status.h"
 #include "commands.h"
+#include "gpu.h"
 
 namespace clickrt::cli {
 
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
                                         CLICKRT_GIT_REV + ")");
   app.require_subcommand(1);
   int exit_code = 0;
+  clickrt::cli::gpu::Install();
   clickrt::cli::RegisterBuild(app, &exit_code);
   clickrt::cli::RegisterInspect(app, &exit_code);
   clickrt::cli::RegisterBench(app, &exit_code);

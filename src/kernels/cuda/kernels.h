@@ -11,6 +11,8 @@
 //    cudaGetLastError).
 //  - Out-of-range embedding ids do not fault: the row reads as zeros and the kernel stores the
 //    first bad (row, field) into `error` (device int64[2], -1 when clean) for the runtime to report.
+//    The runtime sets it to {-1, -1} (cudaMemsetAsync 0xff) before the launch; the kernel only
+//    lowers it (row-major order), never resets it. It must be 16-byte aligned (16-byte CAS).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -43,7 +45,8 @@ struct EmbeddingArgs {
   int64_t ids_ld = 0;
   const int64_t* offsets = nullptr;  // device [fields] or null
   // Clamp semantics of the EmbeddingLookup op (docs/FUSED_OPS.md): with sizes (device [fields]),
-  // an id outside [0, sizes[f]) reads row offsets[f]; without, an id outside the table is an error.
+  // an id outside [0, sizes[f]) reads row offsets[f]; without, an id outside the table is an error
+  // (an index in [-table_rows, 0) after the offset wraps, as the reference Gather does).
   const int64_t* sizes = nullptr;
   const void* table = nullptr;       // [table_rows, dim] of table_type
   DataType table_type = DataType::kF32;
@@ -57,7 +60,7 @@ struct EmbeddingArgs {
 };
 Status LaunchEmbedding(const EmbeddingArgs& args, cudaStream_t stream);
 
-// ---- elementwise.cu: a fused chain of elementwise ops over a [rows, cols] view --------------
+// ---- elementwise_chain.cu: a fused chain of elementwise ops over a [rows, cols] view -------
 // y = op_n(...op_1(x)...), evaluated in FP32 per element, written to `dst` (may alias src).
 // Operands: a constant, a per-column vector (device float [cols]) or a second tensor view
 // ([rows, cols], or [rows, 1] broadcast over columns when its `cols` is 1).
