@@ -177,7 +177,8 @@ def torch_peers(model32, inputs, iters, use_compile, results):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         g = gpu_time_ms(eager, iters)
-        mem = (torch.cuda.max_memory_allocated() - base) / 1e6
+        weights = sum(t.numel() * t.element_size() for t in model.parameters())
+        mem = (weights + torch.cuda.max_memory_allocated() - base) / 1e6  # weights + activations
         e = e2e_ms(eager, host, dev, holder, max(10, iters // 4))
         out[f"torch eager {prec}"] = (g, e, mem, holder[0].float().cpu().numpy())
         # CUDA graph of the same forward.

@@ -38,9 +38,13 @@ struct Context {
   void* workspace = nullptr;
   std::map<int64_t, cudaGraphExec_t> graphs;
   cudaEvent_t ev[4] = {};
+  cudaEvent_t prof[2] = {};  // per-step profiling
   ~Context() {
     for (auto& [b, g] : graphs) cudaGraphExecDestroy(g);
     for (cudaEvent_t e : ev) {
+      if (e) cudaEventDestroy(e);
+    }
+    for (cudaEvent_t e : prof) {
       if (e) cudaEventDestroy(e);
     }
     for (char* p : d_inputs) cudaFree(p);
@@ -125,6 +129,8 @@ StatusOr<std::unique_ptr<Context>> CudaEngine::Impl::MakeContext() {
   const int64_t max = plan->max_rows;
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   CUDA_RETURN_IF_ERROR(cudaMalloc(&c->arena, std::max<int64_t>(plan->arena_bytes, 256)));
+  // Padding columns of GEMM inputs read as zeros (their buffers are never shared).
+  CUDA_RETURN_IF_ERROR(cudaMemset(c->arena, 0, std::max<int64_t>(plan->arena_bytes, 256)));
   int64_t bytes = plan->arena_bytes + kWorkspaceBytes;
   for (const auto& io : plan->inputs) {
     const int64_t n = RowBytes(io, *plan) * max;
@@ -146,6 +152,7 @@ StatusOr<std::unique_ptr<Context>> CudaEngine::Impl::MakeContext() {
   CUDA_RETURN_IF_ERROR(cudaMallocHost(&c->h_error, 16));
   CUDA_RETURN_IF_ERROR(cudaMalloc(&c->workspace, kWorkspaceBytes));
   for (cudaEvent_t& e : c->ev) CUDA_RETURN_IF_ERROR(cudaEventCreate(&e));
+  for (cudaEvent_t& e : c->prof) CUDA_RETURN_IF_ERROR(cudaEventCreate(&e));
   context_bytes = bytes;
   return c;
 }
@@ -158,12 +165,12 @@ Status CudaEngine::Impl::RunSteps(Context& c, int64_t bucket) {
   }
   for (size_t i = 0; i < plan->steps.size(); ++i) {
     auto& s = plan->steps[i];
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(c.ev[0], c.stream));
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(c.prof[0], c.stream));
     RETURN_IF_ERROR(s->launch(*plan, lc, *s).WithContext("step '" + s->name + "'"));
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(c.ev[1], c.stream));
-    CUDA_RETURN_IF_ERROR(cudaEventSynchronize(c.ev[1]));
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(c.prof[1], c.stream));
+    CUDA_RETURN_IF_ERROR(cudaEventSynchronize(c.prof[1]));
     float ms = 0;
-    CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, c.ev[0], c.ev[1]));
+    CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, c.prof[0], c.prof[1]));
     std::lock_guard<std::mutex> l(timing_mu);
     timings[i].total_ms += ms;
     timings[i].calls += 1;

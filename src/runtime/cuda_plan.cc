@@ -114,7 +114,8 @@ class Lowering {
     Buf b;
     b.elem = is_int ? 8 : ElemOf(t);
     const int64_t align = b.elem == 2 ? 8 : 4;
-    b.ld = is_int ? cols : (cols + align - 1) / align * align;
+    // Per-row scalars ([batch, 1]) stay dense: kernels write them as plain float arrays.
+    b.ld = is_int || cols == 1 ? cols : (cols + align - 1) / align * align;
     p_->bufs.push_back(b);
     return static_cast<int>(p_->bufs.size()) - 1;
   }
@@ -160,6 +161,39 @@ class Lowering {
     }
     return AddConst(h.data(), n * 2);
   }
+  // W [K, N] laid out for an input of `kp` columns (segment map of a gapped concat, or trailing
+  // zero rows) and `np` output columns (trailing zero columns), in the engine's precision.
+  int64_t AddPaddedWeight(const Tensor& w, int64_t kp, int64_t np, const Val& in) {
+    const int64_t K = w.dim(0), N = w.dim(1);
+    if (kp == K && np == N) return AddConstAs(w, p_->act);
+    std::vector<float> v(static_cast<size_t>(kp * np), 0.f);
+    auto row_to = [&](int64_t r) {
+      for (const auto& sg : in.segs) {
+        if (r >= sg[0] && r < sg[0] + sg[2]) return sg[1] + r - sg[0];
+      }
+      return r;
+    };
+    for (int64_t r = 0; r < K; ++r) {
+      const int64_t to = row_to(r);
+      for (int64_t c = 0; c < N; ++c) v[to * np + c] = static_cast<float>(w.GetAsDouble(r * N + c));
+    }
+    return AddConstAs(Tensor::FromVector<float>({kp, np}, v), p_->act);
+  }
+  // The K a GEMM reading `in` runs with: the padded width of a gapped concat, K rounded up to 8
+  // for 16-bit types where the buffer has the room (its padding then must read as finite: the
+  // producer wrote it, or the buffer is zero-initialised and never shared).
+  int64_t PaddedK(int in, int64_t K) {
+    Val& v = p_->vals[in];
+    if (!v.segs.empty()) return v.cols;
+    if (p_->act == DataType::kF32 || K % 8 == 0 || v.is_int) return K;
+    const int64_t kp = (K + 7) / 8 * 8;
+    Buf& b = p_->bufs[v.buf];
+    if (b.input >= 0 || v.col + kp > b.ld) return K;
+    if (!padded_out_.count(in)) b.zero_pad = true;
+    return kp;
+  }
+  std::set<int> padded_out_;  // vals whose padding columns a GEMM writes (as zeros)
+
   int64_t AddInt64(const Tensor& t) {
     std::vector<int64_t> v(t.size());
     for (int64_t i = 0; i < t.size(); ++i) v[i] = t.GetAsInt64(i);
@@ -219,12 +253,36 @@ void Lowering::PlanConcats() {
     const int rank = out->shape.rank_known ? out->shape.rank() : 0;
     if (rank != 2 || (axis != 1 && axis != -1) || RowCols(out) <= 0) continue;
     const int64_t cols = RowCols(out);
-    const int cat = NewVal(Val{NewBuf(cols, MatType(cols)), 0, cols, MatType(cols), false});
-    val_of_[out] = cat;
-    int64_t col = 0;
+    // 16-bit tensor-core GEMMs want every segment 16-byte aligned: when only Linears read the
+    // concat, its inputs start at multiples of 8 columns and the Linears' weights get zero rows
+    // for the gaps.
+    bool aligned = p_->act != DataType::kF32 && !out->is_graph_output;
+    for (const Node* c : out->consumers) aligned &= c->op == OpKind::kLinear && c->input(0) == out;
+    std::vector<std::array<int64_t, 3>> segs;
+    int64_t width = 0, logical = 0;
     for (const Value* in : n.inputs) {
       const int64_t c = in ? RowCols(in) : -1;
       if (c <= 0) break;
+      if (aligned) width = (width + 7) / 8 * 8;
+      segs.push_back({logical, width, c});
+      logical += c;
+      width += c;
+    }
+    if (aligned) width = (width + 7) / 8 * 8;
+    const int cat = NewVal(Val{NewBuf(width, MatType(cols)), 0, width, MatType(cols), false});
+    if (aligned && width != cols) {
+      p_->vals[cat].segs = segs;
+      p_->bufs[p_->vals[cat].buf].zero_pad = true;
+    } else {
+      p_->vals[cat].cols = cols;
+    }
+    val_of_[out] = cat;
+    size_t si = 0;
+    for (const Value* in : n.inputs) {
+      const int64_t c = in ? RowCols(in) : -1;
+      if (c <= 0) break;
+      const int64_t col = p_->vals[cat].segs.empty() ? segs[si].at(0) : segs[si].at(1);
+      ++si;
       // Producers we lower with a destination; through alias ops back to an embedding.
       const Value* v = in;
       if (!v->is_graph_input && !v->constant && !v->is_graph_output && !hint_.count(v)) {
@@ -238,7 +296,6 @@ void Lowering::PlanConcats() {
           hint_[v] = {cat, col};
         }
       }
-      col += c;
     }
   }
 }
@@ -535,15 +592,28 @@ Status Lowering::LowerLinear(const Node& first) {
       return Unimplemented("layer '" + l->name + "': Linear weight is not a constant [K, N]");
     }
     if (b && !b->constant) return Unimplemented("layer '" + l->name + "': Linear bias is not a constant");
-    const int64_t K = w->constant->dim(0), N = w->constant->dim(1);
+    const int64_t K0 = w->constant->dim(0), N0 = w->constant->dim(1);
     const int act = static_cast<int>(l->GetInt("activation", 0));
+    // Padding for 16-bit tensor cores: K to the input's padded width, N (inside the chain, where
+    // only the next Linear reads it) to a multiple of 8 with zero weights and bias.
+    const int64_t K = PaddedK(cur, K0);
+    const bool inner = l != chain.back();
+    const int64_t N = inner && p_->act != DataType::kF32 ? (N0 + 7) / 8 * 8 : N0;
     GemmSite site;
-    site.w = AddConstAs(*w->constant, p_->act);
+    site.w = AddPaddedWeight(*w->constant, K, N, p_->vals[cur]);
     w_offs.push_back(site.w);
-    if (b) site.bias = AddConstAs(*b->constant, DataType::kF32);
+    if (b) {
+      std::vector<float> bias(N, 0.f);
+      for (int64_t i = 0; i < N0; ++i) bias[i] = static_cast<float>(b->constant->GetAsDouble(i));
+      site.bias = AddConst(bias.data(), bias.size() * 4);
+    }
     b_offs.push_back(site.bias);
-    const DataType out_t = MatType(N);
+    const DataType out_t = MatType(N0);
     ASSIGN_OR_RETURN(int out_val, Dest(l->outputs[0], out_t));
+    if (N != N0) {
+      p_->vals[out_val].cols = N;  // the padding columns are written (zeros) by this GEMM
+      padded_out_.insert(out_val);
+    }
     s->bufs.push_back(p_->vals[out_val].buf);
     site.in = cur;
     site.out = out_val;
@@ -560,7 +630,7 @@ Status Lowering::LowerLinear(const Node& first) {
                            : cuda::GemmEpilogue::kNone;
     if (act == 1 && !b) {
       // ReLU without bias: a zero bias keeps it in the epilogue.
-      std::vector<float> z(N, 0.f);
+      std::vector<float> z(static_cast<size_t>(N), 0.f);
       site.bias = AddConst(z.data(), N * 4);
       site.desc.epilogue = cuda::GemmEpilogue::kBiasRelu;
     }
@@ -621,15 +691,16 @@ Status Lowering::LowerCross(const Node& n) {
   ASSIGN_OR_RETURN(x0, AsType(x0, p_->act, n.name));
   ASSIGN_OR_RETURN(xl, AsType(xl, p_->act, n.name));
   const int64_t K = w->constant->dim(0);
+  const int64_t Kp = PaddedK(xl, K);
   const int t = NewVal(Val{NewBuf(K, p_->act), 0, K, p_->act, false});
   ASSIGN_OR_RETURN(int out, Dest(n.outputs[0], p_->act));
   GemmSite site;
-  site.w = AddConstAs(*w->constant, p_->act);
+  site.w = AddPaddedWeight(*w->constant, Kp, K, p_->vals[xl]);
   site.bias = AddConstAs(*b->constant, DataType::kF32);
   site.in = xl;
   site.out = t;
   site.desc.n = K;
-  site.desc.k = K;
+  site.desc.k = Kp;
   site.desc.lda = p_->bufs[p_->vals[xl].buf].ld;
   site.desc.ldc = p_->bufs[p_->vals[t].buf].ld;
   site.desc.a_type = site.desc.w_type = site.desc.c_type = p_->act;
@@ -659,9 +730,13 @@ Status Lowering::LowerConcat(const Node& n) {
   auto it = val_of_.find(n.outputs[0]);
   if (it == val_of_.end()) return Unimplemented("layer '" + n.name + "': only Concat on axis 1 of [batch, n] runs on the GPU");
   const Val cat = p_->vals[it->second];
-  int64_t col = 0;
+  size_t si = 0;
+  int64_t logical = 0;
   for (const Value* in : n.inputs) {
     const int64_t c = RowCols(in);
+    const int64_t col = cat.segs.empty() ? logical : cat.segs[si][1];
+    ++si;
+    logical += c;
     ASSIGN_OR_RETURN(int v, Get(in, n));
     const Val& src = p_->vals[v];
     const bool in_place = src.buf == cat.buf && src.col == cat.col + col;
@@ -672,7 +747,6 @@ Status Lowering::LowerConcat(const Node& n) {
         return cuda::LaunchCopy2D(p.view(lc, v), p.view(lc, dst), lc.bucket, c, lc.stream);
       };
     }
-    col += c;
   }
   done_.insert(&n);
   return Status::Ok();
@@ -703,6 +777,12 @@ void Lowering::PlanArena() {
     b.is_output = true;
     b.last = static_cast<int>(p_->steps.size());
     if (b.first > b.last) b.first = 0;
+  }
+  for (Buf& b : bufs) {
+    if (b.zero_pad && b.last >= 0) {
+      b.first = 0;
+      b.last = static_cast<int>(p_->steps.size());
+    }
   }
   std::vector<int> order;
   for (size_t i = 0; i < bufs.size(); ++i) {

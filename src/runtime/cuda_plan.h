@@ -7,6 +7,7 @@
 
 #include <cuda_runtime.h>
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -29,6 +30,9 @@ struct Buf {
   int first = 1 << 30, last = -1;  // steps that touch it (liveness)
   int64_t offset = -1;       // arena offset in bytes (arena buffers)
   bool is_output = false;
+  // Columns past a value's width (and gaps between concat segments) are read as GEMM padding:
+  // such a buffer is never shared in the arena, and the arena is zeroed when a context is made.
+  bool zero_pad = false;
   int64_t bytes(int64_t rows) const { return rows * ld * static_cast<int64_t>(elem); }
 };
 
@@ -37,6 +41,9 @@ struct Val {
   int64_t col = 0, cols = 0;
   DataType type = DataType::kF32;
   bool is_int = false;  // int64 ids
+  // A concat laid out with 8-aligned segments (16-bit GEMM inputs): {logical start, start in the
+  // buffer, width} per input; cols is then the padded width. Empty = contiguous.
+  std::vector<std::array<int64_t, 3>> segs;
 };
 
 // What a launch resolves against: one context's memory and handles.

@@ -878,8 +878,9 @@ TEST(CudaKernels, DinAttentionRejectsBadArgs) {
   a.rows = 2, a.hist = 3, a.dim = 4, a.count = 1;
   a.layers[0].k = 16, a.layers[0].n = 2;
   Status s = LaunchDinAttention(a, nullptr);
-  EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("layers[0]"), std::string::npos) << s.ToString();
+  // Several fields are wrong here (n of the last layer, null pointers): any may be named first.
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("DinAttention"), std::string::npos) << s.ToString();
   a.layers[0].n = 1;
   a.layers[0].k = 12;
   s = LaunchDinAttention(a, nullptr);
