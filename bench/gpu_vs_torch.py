@@ -3,7 +3,7 @@ DCN-v2 (python/clickrt_zoo defaults; random weights, seed 0), the same weights (
 ONNX exported from the very module PyTorch runs) and the same inputs.
 
 Peers: PyTorch eager FP32 and FP16, the same with a CUDA graph, and torch.compile max-autotune
-(--compile; slow to build). clickrt: `clickrt build --backend cuda` (autotuned, timing cache) and
+(--compile fp16 or fp32,fp16; minutes of compiling per batch size). clickrt: `clickrt build --backend cuda` (autotuned, timing cache) and
 `clickrt bench --json` on the same input files; the max abs difference of the probabilities is
 taken against PyTorch eager FP32.
 
@@ -195,7 +195,7 @@ def torch_peers(model32, inputs, iters, use_compile, results):
         e = e2e_ms(graph.replay, host, dev, holder, max(10, iters // 4))
         out[f"torch cudagraph {prec}"] = (g, e, mem, holder[0].float().cpu().numpy())
         del graph
-        if use_compile:
+        if prec in use_compile:
             try:
                 compiled = torch.compile(model, mode="max-autotune", dynamic=False)
 
@@ -247,7 +247,8 @@ def main():
     ap.add_argument("--batches", default="1,8,64,512,4096,32768")
     ap.add_argument("--precisions", default="fp32,fp16")
     ap.add_argument("--iters", type=int, default=200)
-    ap.add_argument("--compile", action="store_true", help="also torch.compile max-autotune (slow)")
+    ap.add_argument("--compile", default="", help="precisions to also run torch.compile max-autotune in, "
+                    "e.g. fp16 or fp32,fp16 (slow: minutes per batch size)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     batches = [int(b) for b in args.batches.split(",")]
@@ -293,7 +294,7 @@ def main():
             for n, a in inputs.items():
                 write_pb(os.path.join(in_dir, f"{n}.pb"), n, a)
             iters = args.iters if b <= 4096 else max(30, args.iters // 4)
-            peers = torch_peers(model, inputs, iters, args.compile, results)
+            peers = torch_peers(model, inputs, iters, [p for p in args.compile.split(",") if p], results)
             ref = peers["torch eager fp32"][3]
             for cfg, (g, e, mem, o) in peers.items():
                 diff = float(np.abs(o - ref).max()) if o is not None else float("nan")

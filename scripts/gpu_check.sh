@@ -30,7 +30,7 @@ from gpu_vs_torch import read_pb_float
 import numpy as np
 got, want, m, p = read_pb_float(sys.argv[1]), read_pb_float(sys.argv[2]), sys.argv[3], sys.argv[4]
 d = float(np.abs(got - want).max())
-tol = {"fp32": 1e-5, "tf32": 2e-3, "fp16": 2e-3, "bf16": 1e-2}[p]
+tol = {"fp32": 1e-5, "tf32": 2e-3, "fp16": 2e-3, "bf16": 2e-3}[p]  # issue #5's limits
 print(f"{m} {p}: max abs diff {d:.3e} vs PyTorch (tolerance {tol}) {'ok' if d <= tol else 'FAIL'}")
 sys.exit(0 if d <= tol else 1)
 PY

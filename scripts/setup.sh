@@ -16,6 +16,10 @@ PACKAGES=(
   libdnnl-dev
   # model zoo, training and export (python/)
   python3 python3-torch python3-onnx python3-sklearn python3-numpy python3-pytest
+  # feature store (Redis client and server)
+  libhiredis-dev redis-server
+  # server front ends (gRPC, HTTP) and the libFuzzer build of the request decoders
+  libgrpc++-dev protobuf-compiler-grpc libcpp-httplib-dev clang-14 libclang-rt-14-dev
 )
 
 missing=()

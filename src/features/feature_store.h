@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,7 +33,8 @@ class FeatureStore {
   virtual StatusOr<std::vector<std::optional<FeatureRow>>> MultiGet(
       const std::vector<std::string>& keys, Clock::time_point deadline) = 0;
 
-  // Writes rows (bulk load; tests). Thread-safe.
+  // Writes rows (bulk load; tests). A row is merged into the stored one: the fields it names are
+  // overwritten, the others kept (Redis HSET semantics). Thread-safe.
   virtual Status MultiPut(const std::vector<std::pair<std::string, FeatureRow>>& rows,
                           Clock::time_point deadline) = 0;
 
@@ -44,9 +46,17 @@ class FeatureStore {
 // File format (one row per line, UTF-8): `<key>\t<name>=<value>\t<name>=<value>...`;
 // blank lines and lines starting with '#' are skipped. A malformed line is an error naming the
 // file and the line number. Also accepts the same rows as JSON Lines: {"key": k, "features": {..}}.
+// A value may hold '=' (the name ends at the first one) but no tab or newline; an empty value
+// (`C5=`) is stored as present-but-empty, which the schema treats as missing.
 StatusOr<std::unique_ptr<FeatureStore>> MakeMemoryStore();
 Status LoadFeatureFile(const std::string& path, FeatureStore* store,
                        Clock::duration per_batch_timeout = std::chrono::seconds(10));
+
+// Streams a feature file: `sink` gets the rows in batches of at most `batch_rows`, in file order
+// (the last batch may be smaller). A sink error stops the read and is returned.
+using FeatureBatch = std::vector<std::pair<std::string, FeatureRow>>;
+Status ReadFeatureFile(const std::string& path, size_t batch_rows,
+                       const std::function<Status(FeatureBatch&)>& sink);
 
 struct RedisOptions {
   std::string host = "127.0.0.1";
@@ -59,6 +69,12 @@ struct RedisOptions {
 // Redis (hiredis): one hash per key (HGETALL / HSET), reads pipelined, a connection pool, a
 // deadline on every call, reconnection after an error. Create() connects once to check the
 // address and fails with Unavailable naming host:port if nothing answers.
+// A call waits for a free pooled connection only until its deadline. A connection that fails
+// (I/O error, timeout, protocol error) is closed and re-made on its next use; a call whose reused
+// connection turns out broken (the server restarted) retries once on a fresh one.
 StatusOr<std::unique_ptr<FeatureStore>> MakeRedisStore(const RedisOptions& options);
+
+// "host:port" (or "host", port 6379) -> options with the other fields at their defaults.
+StatusOr<RedisOptions> ParseRedisAddress(const std::string& address);
 
 }  // namespace clickrt::features

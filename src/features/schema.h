@@ -10,7 +10,11 @@
 // transform_in_model is false); vocab -> index of the token in `tokens` (+1; 0 = out of
 // vocabulary / missing, as the trainer encodes it); hash -> stable hash mod size; identity ->
 // the integer itself (out of [0, size) -> 0). A missing value takes the field's default and is
-// counted in AssemblyStats::missing.
+// counted in AssemblyStats::missing. An empty value counts as missing too. A sequence value is
+// `separator`-joined raw values, most recent first: each is encoded like a categorical value,
+// the list is cut to `length` and padded with `padding_id`. A field with `derive`
+// ("hour_of_day", "weekday": Avazu) takes its value from the row's "hour" (YYMMDDHH) when the
+// row does not hold the field itself.
 #pragma once
 
 #include <map>
@@ -28,6 +32,8 @@ struct AssemblyStats {
   int64_t rows = 0;
   int64_t missing = 0;       // field values absent from every source (default used)
   int64_t out_of_vocab = 0;  // present but not in the vocabulary / identity range
+  int64_t invalid = 0;       // present but unreadable (a dense value that is not a number, an
+                             // identity id that is not an integer): default / id 0 used
 };
 
 class Schema {
@@ -39,6 +45,9 @@ class Schema {
 
   // The model input names, in schema order.
   std::vector<std::string> input_names() const;
+  // Every field name, inputs in schema order and fields in column order (what a feature row
+  // may hold; a derived field's source, e.g. Avazu's "hour", is listed instead of it).
+  std::vector<std::string> field_names() const;
 
   // Builds one batch: row i of every input tensor from the layered sources of candidate i
   // (`layers[i]` is looked up front to back, e.g. {request context, item row, user row}; the

@@ -2,15 +2,18 @@
 // results back (Triton's dynamic batching, for CTR rows).
 //
 // A request is `rows` rows of every engine input (the first dimension of each tensor). The
-// batcher keeps a queue ordered by priority (lower value first), then arrival. A batch is formed
-// when any of these holds:
-//   - the queued rows reach max_batch (a request never splits: it goes whole into one batch; a
-//     request larger than max_batch is refused with InvalidArgument naming both sizes);
-//   - the queued rows reach a preferred batch size and no more rows arrive at once;
+// batcher keeps a queue ordered by priority (lower value first), then arrival. A batch takes
+// whole requests from the front of the queue while they fit in max_batch and match the first
+// one's inputs (names, dtypes, dims after the first). It runs when any of these holds:
+//   - it is full: max_batch rows, or the next queued request does not fit beside it (a request
+//     never splits: it goes whole into one batch; a request larger than max_batch is refused
+//     with InvalidArgument naming both sizes);
+//   - its rows equal a preferred batch size (counting everything queued at that moment);
 //   - the oldest request has waited max_queue_delay.
 // A request that waits past its own timeout is answered DeadlineExceeded without running; one
-// that arrives while max_queue_size rows are queued is refused ResourceExhausted at once.
-// `workers` batches run in parallel (one per engine execution context).
+// that would take the queue past max_queue_size rows is refused ResourceExhausted at once.
+// `workers` batches run in parallel (one per engine execution context). Each caller's outputs
+// are views of its rows of the batch's outputs (no copy).
 //
 // Time comes from an injectable clock so the timing rules are tested without sleeping.
 #pragma once
@@ -46,7 +49,7 @@ struct BatcherOptions {
   int64_t max_batch = 512;
   std::vector<int64_t> preferred_batch_sizes;  // increasing, each <= max_batch; may be empty
   std::chrono::microseconds max_queue_delay{200};
-  int64_t max_queue_size = 16384;              // rows
+  int64_t max_queue_size = 16384;  // rows; at least max_batch
   std::chrono::microseconds default_timeout{1'000'000};
   int workers = 1;
 };
@@ -58,8 +61,8 @@ struct BatchInfo {
 };
 
 struct BatchRequest {
-  reference::TensorMap inputs;  // every tensor's dim 0 = rows
-  int priority = 0;             // lower runs first
+  reference::TensorMap inputs;           // every tensor's dim 0 = rows
+  int priority = 0;                      // lower runs first
   std::chrono::microseconds timeout{0};  // 0 = options.default_timeout
 };
 

@@ -418,7 +418,7 @@ StatusOr<nlohmann::json> CudaEngine::Tune(TimingCacheView* cache, TuneReport* re
         }
         cuda::GemmDesc d = site.desc;
         d.m = b;
-        ASSIGN_OR_RETURN(cuda::GemmChoice best, cuda::AutotuneGemm(*im.lt, d, 8, c->stream));
+        ASSIGN_OR_RETURN(cuda::GemmChoice best, cuda::AutotuneGemm(*im.lt, d, 16, c->stream));
         site.algo[b] = best.algo;
         gemm[key] = best.algo.ToHex();
         if (cache) cache->Put(key, best.algo.ToHex(), best.ms);

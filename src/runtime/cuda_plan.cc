@@ -131,9 +131,9 @@ class Lowering {
     int id;
     if (h != hint_.end() && p_->vals[h->second.first].type == t) {
       const Val& cat = p_->vals[h->second.first];
-      id = NewVal(Val{cat.buf, cat.col + h->second.second, cols, t, false});
+      id = NewVal(Val{cat.buf, cat.col + h->second.second, cols, t, false, {}});
     } else {
-      id = NewVal(Val{NewBuf(cols, t), 0, cols, t, false});
+      id = NewVal(Val{NewBuf(cols, t), 0, cols, t, false, {}});
     }
     val_of_[v] = id;
     return id;
@@ -234,7 +234,7 @@ class Lowering {
 StatusOr<int> Lowering::AsType(int in, DataType t, const std::string& name) {
   if (p_->vals[in].type == t || p_->vals[in].is_int) return in;
   const int64_t cols = p_->vals[in].cols;
-  const int out = NewVal(Val{NewBuf(cols, t), 0, cols, t, false});
+  const int out = NewVal(Val{NewBuf(cols, t), 0, cols, t, false, {}});
   Step* s = AddStep(name + ":convert", "copy", {in, out});
   s->launch = [in, out, cols](const Plan& p, const LaunchCtx& c, Step&) {
     return cuda::LaunchCopy2D(p.view(c, in), p.view(c, out), c.bucket, cols, c.stream);
@@ -269,7 +269,7 @@ void Lowering::PlanConcats() {
       width += c;
     }
     if (aligned) width = (width + 7) / 8 * 8;
-    const int cat = NewVal(Val{NewBuf(width, MatType(cols)), 0, width, MatType(cols), false});
+    const int cat = NewVal(Val{NewBuf(width, MatType(cols)), 0, width, MatType(cols), false, {}});
     if (aligned && width != cols) {
       p_->vals[cat].segs = segs;
       p_->bufs[p_->vals[cat].buf].zero_pad = true;
@@ -692,7 +692,7 @@ Status Lowering::LowerCross(const Node& n) {
   ASSIGN_OR_RETURN(xl, AsType(xl, p_->act, n.name));
   const int64_t K = w->constant->dim(0);
   const int64_t Kp = PaddedK(xl, K);
-  const int t = NewVal(Val{NewBuf(K, p_->act), 0, K, p_->act, false});
+  const int t = NewVal(Val{NewBuf(K, p_->act), 0, K, p_->act, false, {}});
   ASSIGN_OR_RETURN(int out, Dest(n.outputs[0], p_->act));
   GemmSite site;
   site.w = AddPaddedWeight(*w->constant, Kp, K, p_->vals[xl]);
@@ -741,7 +741,7 @@ Status Lowering::LowerConcat(const Node& n) {
     const Val& src = p_->vals[v];
     const bool in_place = src.buf == cat.buf && src.col == cat.col + col;
     if (!in_place) {
-      const int dst = NewVal(Val{cat.buf, cat.col + col, c, cat.type, false});
+      const int dst = NewVal(Val{cat.buf, cat.col + col, c, cat.type, false, {}});
       Step* s = AddStep(n.name + ":" + in->name, "copy", {v, dst});
       s->launch = [v, dst, c](const Plan& p, const LaunchCtx& lc, Step&) {
         return cuda::LaunchCopy2D(p.view(lc, v), p.view(lc, dst), lc.bucket, c, lc.stream);
@@ -846,7 +846,7 @@ StatusOr<std::unique_ptr<Plan>> Lowering::Run() {
     b.ld = cols;
     b.input = static_cast<int>(i);
     p_->bufs.push_back(b);
-    val_of_[v] = NewVal(Val{static_cast<int>(p_->bufs.size()) - 1, 0, cols, DataType::kF32, is_int});
+    val_of_[v] = NewVal(Val{static_cast<int>(p_->bufs.size()) - 1, 0, cols, DataType::kF32, is_int, {}});
     p_->inputs.push_back({v->name, v->dtype, prog_.tensors[prog_.inputs[i]].dims, val_of_[v]});
   }
   PlanConcats();

@@ -53,9 +53,8 @@ void RegisterEngineLoader(const std::string& backend, EngineLoaderFn loader) {
 StatusOr<std::unique_ptr<InferenceEngine>> LoadInferenceEngine(const std::string& path,
                                                                const EngineLoadOptions& options) {
   // The header alone says which runtime to use; the chosen runtime validates the rest.
-  engine::Expectations header_only;
-  header_only.verify_checksum = false;
-  ASSIGN_OR_RETURN(auto probe, engine::LoadEngine(path, header_only));
+  // Fully validated (checksum first), so a corrupt file is reported as such, not as bad JSON.
+  ASSIGN_OR_RETURN(auto probe, engine::LoadEngine(path));
   const std::string backend = probe->program().meta.backend;
   probe.reset();
   if (backend != "cpu") {

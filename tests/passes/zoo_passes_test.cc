@@ -239,7 +239,9 @@ TEST(Torch2Exports, BothExportersFuseAlike) {
         counts[exporter].push_back(Count(**g, op));
       }
     }
-    if (counts.size() == 2) EXPECT_EQ(counts["torchscript"], counts["dynamo"]);
+    if (counts.size() == 2) {
+      EXPECT_EQ(counts["torchscript"], counts["dynamo"]);
+    }
   }
 }
 

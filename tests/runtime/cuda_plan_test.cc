@@ -58,9 +58,13 @@ void CheckGemms(const Plan& p) {
       const Val& out = p.vals[g.out];
       // K may be padded (zero weight rows): up to the next multiple of 8, or a gapped concat.
       EXPECT_GE(g.desc.k, in.cols) << s->name;
-      if (in.segs.empty()) EXPECT_LT(g.desc.k - in.cols, 8) << s->name;
+      if (in.segs.empty()) {
+        EXPECT_LT(g.desc.k - in.cols, 8) << s->name;
+      }
       EXPECT_LE(in.col + g.desc.k, p.bufs[in.buf].ld) << s->name;
-      if (p.act != DataType::kF32 && g.desc.k != in.cols) EXPECT_EQ(g.desc.k % 8, 0) << s->name;
+      if (p.act != DataType::kF32 && g.desc.k != in.cols) {
+        EXPECT_EQ(g.desc.k % 8, 0) << s->name;
+      }
       EXPECT_EQ(out.cols, g.desc.n) << s->name;
       EXPECT_EQ(g.desc.lda, p.bufs[in.buf].ld) << s->name;
       EXPECT_EQ(g.desc.ldc, p.bufs[out.buf].ld) << s->name;

@@ -1,0 +1,197 @@
+// Schema parsing and assembly. The key test: the raw val.tsv rows of every bundled model,
+// assembled by the C++ schema, equal exactly the tensors the python reader wrote (val_inputs).
+#include "features/schema.h"
+
+#include <gtest/gtest.h>
+
+#include "zoo_rows.h"
+
+namespace clickrt::features {
+namespace {
+
+using testing::Columns;
+using testing::ExpectSameAsPython;
+using testing::kModels;
+using testing::ReadRows;
+
+std::shared_ptr<const Schema> MustParse(const std::string& text) {
+  auto s = Schema::Parse(text, "test.json");
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? s.value() : nullptr;
+}
+
+class ZooSchema : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ZooSchema, ValRowsAssembleToThePythonReadersTensors) {
+  const std::string model = GetParam();
+  auto schema = Schema::Load(kModels + model + "/schema.json");
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  auto rows = ReadRows(kModels + model + "/val.tsv", Columns(kModels + model + "/schema.json"));
+  ASSERT_EQ(rows.size(), 2000u);
+  std::vector<std::vector<const FeatureRow*>> layers;
+  for (const auto& r : rows) layers.push_back({&r});
+  AssemblyStats stats;
+  auto got = (*schema)->Assemble(layers, &stats);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ExpectSameAsPython(got.value(), model, (*schema)->input_names());
+  EXPECT_EQ(stats.rows, 2000);
+  EXPECT_EQ(stats.invalid, 0);
+  EXPECT_GT(stats.missing, 0);       // Criteo rows have empty fields
+  EXPECT_GT(stats.out_of_vocab, 0);  // and tokens rarer than min_count
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, ZooSchema,
+                         ::testing::Values("deepfm", "dcnv2", "din", "wide_deep"));
+
+TEST(Schema, Encodings) {
+  auto schema = MustParse(R"({"schema_version": 1, "inputs": [
+    {"name": "dense", "dtype": "float32", "shape": ["batch", 3], "fields": [
+      {"name": "I1", "kind": "dense", "default": 0.5},
+      {"name": "I2", "kind": "dense", "default": 0, "transform": "log1p_relu",
+       "transform_in_model": false},
+      {"name": "I3", "kind": "dense", "default": -1, "transform": "log1p_relu",
+       "transform_in_model": true}]},
+    {"name": "ids", "dtype": "int64", "shape": ["batch", 8], "fields": [
+      {"name": "v", "kind": "categorical", "encoding": "vocab", "size": 4,
+       "tokens": ["aa", "bb", "cc"]},
+      {"name": "h", "kind": "categorical", "encoding": "hash", "hash": "fnv1a_64", "size": 1000},
+      {"name": "n", "kind": "categorical", "encoding": "identity", "size": 10},
+      {"name": "seq", "kind": "sequence", "encoding": "identity", "size": 100, "length": 5,
+       "separator": ",", "padding_id": 0}]},
+    {"name": "target", "dtype": "int64", "shape": ["batch"], "fields": [
+      {"name": "t", "kind": "categorical", "encoding": "identity", "size": 50}]}]})");
+  ASSERT_NE(schema, nullptr);
+  EXPECT_EQ(schema->input_names(), (std::vector<std::string>{"dense", "ids", "target"}));
+  FeatureRow r0 = {{"I1", "3"},
+                   {"I2", "-2"},
+                   {"I3", "7"},
+                   {"v", "bb"},
+                   {"h", "68fd1e64"},
+                   {"n", "9"},
+                   {"seq", "4,8,15,16,23,42,99"},
+                   {"t", "49"}};
+  FeatureRow r1 = {{"I1", ""}, {"I2", "1.718281828"}, {"I3", "x1"},      {"v", "zz"},
+                   {"h", ""},  {"n", "10"},           {"seq", "7,,500"}, {"t", "-1"}};
+  FeatureRow r2 = {{"seq", ""}};  // everything else missing; an empty history
+  AssemblyStats stats;
+  auto got = schema->Assemble({{&r0}, {&r1}, {&r2}}, &stats);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  const Tensor& dense = got->at("dense");
+  ASSERT_EQ(dense.dims(), (Dims{3, 3}));
+  EXPECT_EQ(std::vector<float>(dense.span<float>().begin(), dense.span<float>().end()),
+            (std::vector<float>{3, 0, 7,                             // log1p(relu(-2))
+                                0.5f, std::log1p(1.718281828f), -1,  // x1: invalid
+                                0.5f, 0, -1}));
+  const Tensor& ids = got->at("ids");
+  ASSERT_EQ(ids.dims(), (Dims{3, 8}));
+  // hash: 1 + fnv1a_64("68fd1e64") % 999, as python's hash_encode computes it.
+  EXPECT_EQ(std::vector<int64_t>(ids.span<int64_t>().begin(), ids.span<int64_t>().end()),
+            (std::vector<int64_t>{2, 90, 9, 4, 8, 15, 16, 23,  //
+                                  0, 0,  0, 7, 0, 0,  0,  0,   //
+                                  0, 0,  0, 0, 0, 0,  0,  0}));
+  const Tensor& target = got->at("target");
+  ASSERT_EQ(target.dims(), (Dims{3}));
+  EXPECT_EQ(target.data<int64_t>()[0], 49);
+  EXPECT_EQ(target.data<int64_t>()[1], 0);
+  EXPECT_EQ(stats.rows, 3);
+  // r1: I1, h; r2: I1, I2, I3, v, h, n, t.
+  EXPECT_EQ(stats.missing, 2 + 7);
+  // r1: v "zz", n 10, seq 500, t -1.
+  EXPECT_EQ(stats.out_of_vocab, 4);
+  // r1: I3 "x1", the empty element of "7,,500".
+  EXPECT_EQ(stats.invalid, 2);
+}
+
+TEST(Schema, LayersAreLookedUpFrontToBack) {
+  auto schema = MustParse(R"({"schema_version": 1, "inputs": [
+    {"name": "x", "dtype": "int64", "shape": ["batch", 3], "fields": [
+      {"name": "a", "kind": "categorical", "encoding": "identity", "size": 100},
+      {"name": "b", "kind": "categorical", "encoding": "identity", "size": 100},
+      {"name": "c", "kind": "categorical", "encoding": "identity", "size": 100}]}]})");
+  ASSERT_NE(schema, nullptr);
+  FeatureRow context = {{"a", "1"}};
+  FeatureRow item = {{"a", "2"}, {"b", "3"}};
+  FeatureRow user = {{"a", "4"}, {"b", "5"}, {"c", "6"}};
+  auto got = schema->Assemble({{&context, &item, &user}, {nullptr, &user}}, nullptr);
+  ASSERT_TRUE(got.ok());
+  const Tensor& x = got->at("x");
+  EXPECT_EQ(std::vector<int64_t>(x.span<int64_t>().begin(), x.span<int64_t>().end()),
+            (std::vector<int64_t>{1, 3, 6, 4, 5, 6}));
+}
+
+TEST(Schema, SharedUserRowGivesTheSameColumnsAndStatsOnEveryRow) {
+  auto schema = MustParse(R"({"schema_version": 1, "inputs": [
+    {"name": "x", "dtype": "int64", "shape": ["batch", 6], "fields": [
+      {"name": "u", "kind": "categorical", "encoding": "vocab", "size": 3, "tokens": ["a", "b"]},
+      {"name": "oov", "kind": "categorical", "encoding": "vocab", "size": 2, "tokens": ["a"]},
+      {"name": "gone", "kind": "categorical", "encoding": "identity", "size": 9},
+      {"name": "h", "kind": "sequence", "encoding": "identity", "size": 9, "length": 2},
+      {"name": "i", "kind": "categorical", "encoding": "identity", "size": 9}]}]})");
+  ASSERT_NE(schema, nullptr);
+  FeatureRow user = {{"u", "b"}, {"oov", "zz"}, {"gone", ""}, {"h", "3,4,5"}, {"i", "8"}};
+  FeatureRow item1 = {{"i", "1"}}, item2 = {{"i", "2"}}, item3 = {{"u", "a"}};
+  AssemblyStats stats;
+  auto got = schema->Assemble({{&item1, &user}, {&item2, &user}, {&item3, &user}, {&item1, &user}},
+                              &stats);
+  ASSERT_TRUE(got.ok());
+  const Tensor& x = got->at("x");
+  EXPECT_EQ(std::vector<int64_t>(x.span<int64_t>().begin(), x.span<int64_t>().end()),
+            (std::vector<int64_t>{2, 0, 0, 3, 4, 1,  //
+                                  2, 0, 0, 3, 4, 2,  //
+                                  1, 0, 0, 3, 4, 8,  //
+                                  2, 0, 0, 3, 4, 1}));
+  EXPECT_EQ(stats.out_of_vocab, 4);
+  EXPECT_EQ(stats.missing, 4);
+}
+
+TEST(Schema, AvazuHourIsDerived) {
+  auto schema = MustParse(R"({"schema_version": 1, "inputs": [
+    {"name": "sparse", "dtype": "int64", "shape": ["batch", 2], "fields": [
+      {"name": "hour_of_day", "kind": "categorical", "derive": "hour_of_day",
+       "encoding": "vocab", "size": 25, "tokens": ["00", "13", "23"]},
+      {"name": "weekday", "kind": "categorical", "derive": "weekday", "encoding": "vocab",
+       "size": 8, "tokens": ["0", "1", "2", "3", "4", "5", "6"]}]}]})");
+  ASSERT_NE(schema, nullptr);
+  EXPECT_EQ(schema->field_names(), (std::vector<std::string>{"hour"}));
+  // 2014-10-21 was a Tuesday ("1"); 2000-02-29 a Tuesday too; 14023012 is no date.
+  FeatureRow a = {{"hour", "14102113"}}, b = {{"hour", "00022923"}}, c = {{"hour", "14023012"}};
+  FeatureRow d = {{"hour", "14102113"}, {"weekday", "6"}};  // a given value wins
+  AssemblyStats stats;
+  auto got = schema->Assemble({{&a}, {&b}, {&c}, {&d}}, &stats);
+  ASSERT_TRUE(got.ok());
+  const Tensor& s = got->at("sparse");
+  EXPECT_EQ(std::vector<int64_t>(s.span<int64_t>().begin(), s.span<int64_t>().end()),
+            (std::vector<int64_t>{2, 2, 3, 2, 0, 0, 2, 7}));
+  EXPECT_EQ(stats.invalid, 2);
+}
+
+TEST(Schema, ErrorsNameTheSourceAndTheField) {
+  auto check = [](const std::string& text, StatusCode code, const std::string& needle) {
+    auto s = Schema::Parse(text, "models/x/schema.json");
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.status().code(), code) << s.status().ToString();
+    EXPECT_NE(s.status().message().find(needle), std::string::npos) << s.status().message();
+  };
+  check("{", StatusCode::kInvalidArgument, "models/x/schema.json: not a JSON object");
+  check(R"({"schema_version": 2, "inputs": []})", StatusCode::kUnimplemented, "schema_version 2");
+  const std::string head = R"({"schema_version": 1, "inputs": [{"name": "s", "dtype": "int64",
+      "shape": ["batch", 1], "fields": [)";
+  check(head + R"({"name": "C7", "kind": "categorical", "encoding": "vocab", "size": 2,
+      "tokens": ["a", "b"]}]}]})",
+        StatusCode::kInvalidArgument, "input 's' field 'C7': size 2 is too small for 2 tokens");
+  check(head + R"({"name": "C1", "kind": "categorical", "encoding": "crc", "size": 9}]}]})",
+        StatusCode::kInvalidArgument, "field 'C1': unknown encoding 'crc'");
+  check(head + R"({"name": "C1", "kind": "categorical", "encoding": "hash", "size": 1}]}]})",
+        StatusCode::kInvalidArgument, "size >= 2");
+  check(head + R"({"name": "I1", "kind": "dense"}]}]})", StatusCode::kInvalidArgument,
+        "field 'I1': a dense field cannot fill a int64 input");
+  check(head + R"({"name": "a", "kind": "categorical", "encoding": "identity", "size": 9},
+      {"name": "b", "kind": "categorical", "encoding": "identity", "size": 9}]}]})",
+        StatusCode::kInvalidArgument, "input 's': fields fill 2 columns but the shape has 1");
+  check(head + R"({"name": "q", "kind": "sequence", "encoding": "identity", "size": 9}]}]})",
+        StatusCode::kInvalidArgument, "field 'q': missing \"length\"");
+  EXPECT_EQ(Schema::Load("/nonexistent/schema.json").status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace clickrt::features

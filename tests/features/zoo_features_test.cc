@@ -1,0 +1,108 @@
+// The bundled feature files (python/make_features.py): loaded into a store and assembled the way
+// the server does it, layers {request context, item row, user row}, they reproduce every
+// val.tsv row's tensors exactly (val_inputs/*.pb).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <set>
+
+#include "features/feature_store.h"
+#include "redis_server.h"
+#include "zoo_rows.h"
+
+namespace clickrt::features {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct FeatureSplit {
+  std::vector<std::string> user, item, context;
+  std::vector<int64_t> item_of_line;
+};
+
+FeatureSplit ReadSplit(const std::string& path) {
+  std::ifstream in(path);
+  nlohmann::json doc = nlohmann::json::parse(in);
+  return {doc["user"], doc["item"], doc["context"], doc["item_of_line"]};
+}
+
+// Assembles every val.tsv line from `store` plus the line's own context fields.
+void ExpectFeatureFileReproducesValInputs(const std::string& model, FeatureStore* store) {
+  const std::string dir = testing::kModels + model;
+  auto schema = Schema::Load(dir + "/schema.json");
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  FeatureSplit split = ReadSplit(dir + "/features.json");
+  auto raw = testing::ReadRows(dir + "/val.tsv", testing::Columns(dir + "/schema.json"));
+  ASSERT_EQ(raw.size(), split.item_of_line.size());
+
+  std::vector<std::string> keys;
+  for (size_t n = 1; n <= raw.size(); ++n) {
+    keys.push_back("user:" + std::to_string(n));
+    keys.push_back("item:" + std::to_string(split.item_of_line[n - 1]));
+  }
+  auto rows = store->MultiGet(keys, Clock::now() + 5s);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  std::vector<FeatureRow> contexts(raw.size());
+  std::vector<std::vector<const FeatureRow*>> layers;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    for (const auto& name : split.context) contexts[i][name] = raw[i].at(name);
+    const auto& user = (*rows)[2 * i];
+    const auto& item = (*rows)[2 * i + 1];
+    ASSERT_TRUE(user.has_value()) << keys[2 * i];
+    ASSERT_TRUE(item.has_value()) << keys[2 * i + 1];
+    // Each stored row holds only its own side's fields.
+    for (const auto& [name, value] : *item) {
+      ASSERT_NE(std::find(split.item.begin(), split.item.end(), name), split.item.end()) << name;
+    }
+    layers.push_back({&contexts[i], &*item, &*user});
+  }
+  auto got = (*schema)->Assemble(layers, nullptr);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  testing::ExpectSameAsPython(got.value(), model, (*schema)->input_names());
+}
+
+class ZooFeatures : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ZooFeatures, SplitCoversEverySchemaFieldOnce) {
+  const std::string dir = testing::kModels + GetParam();
+  FeatureSplit split = ReadSplit(dir + "/features.json");
+  std::multiset<std::string> named;
+  for (const auto* side : {&split.user, &split.item, &split.context}) {
+    named.insert(side->begin(), side->end());
+  }
+  auto schema = Schema::Load(dir + "/schema.json");
+  ASSERT_TRUE(schema.ok());
+  auto fields = (*schema)->field_names();
+  EXPECT_EQ(named, std::multiset<std::string>(fields.begin(), fields.end()));
+  struct stat st {};
+  ASSERT_EQ(stat((dir + "/features.tsv").c_str(), &st), 0);
+  EXPECT_LT(st.st_size, 2 << 20);
+}
+
+TEST_P(ZooFeatures, MemoryStoreReproducesValInputs) {
+  auto store = MakeMemoryStore();
+  ASSERT_TRUE(store.ok());
+  Status loaded = LoadFeatureFile(testing::kModels + GetParam() + "/features.tsv", store->get());
+  ASSERT_TRUE(loaded.ok()) << loaded.ToString();
+  ExpectFeatureFileReproducesValInputs(GetParam(), store->get());
+}
+
+TEST_P(ZooFeatures, RedisStoreReproducesValInputs) {
+  if (!testing::RedisServerInstalled()) GTEST_SKIP() << testing::kRedisServer << " not found";
+  testing::RedisServer server;
+  ASSERT_TRUE(server.Start());
+  RedisOptions options;
+  options.port = server.port();
+  options.key_prefix = "zoo:";
+  auto store = MakeRedisStore(options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  Status loaded = LoadFeatureFile(testing::kModels + GetParam() + "/features.tsv", store->get());
+  ASSERT_TRUE(loaded.ok()) << loaded.ToString();
+  ExpectFeatureFileReproducesValInputs(GetParam(), store->get());
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, ZooFeatures,
+                         ::testing::Values("deepfm", "dcnv2", "din", "wide_deep"));
+
+}  // namespace
+}  // namespace clickrt::features
