@@ -279,11 +279,12 @@ StatusOr<reference::TensorMap> CudaEngine::Impl::Run(const reference::TensorMap&
   return out;
 }
 
-// meta.extra["cuda"] = {"gemm": {site key: algo hex}, "fused_mlp": {step name: {bucket: bool}}}.
+// meta.extra["cuda"] = {"gemm": {site key: algo hex}, "variant": {step name: {bucket: gpu::Variant}},
+//                       "layers": {layer name: kernel}}.
 void CudaEngine::Impl::ApplyTuning(const nlohmann::json& choices) {
   if (!choices.is_object()) return;
   const nlohmann::json& gemm = choices.value("gemm", nlohmann::json::object());
-  const nlohmann::json& fused = choices.value("fused_mlp", nlohmann::json::object());
+  const nlohmann::json& variants = choices.value("variant", nlohmann::json::object());
   for (auto& s : plan->steps) {
     for (auto& site : s->gemms) {
       for (int64_t b : buckets) {
@@ -295,10 +296,10 @@ void CudaEngine::Impl::ApplyTuning(const nlohmann::json& choices) {
         }
       }
     }
-    auto f = fused.find(s->name);
-    if (f != fused.end() && f->is_object()) {
+    auto f = variants.find(s->name);
+    if (f != variants.end() && f->is_object()) {
       for (auto& [k, v] : f->items()) {
-        if (v.is_boolean()) s->use_fused[std::stoll(k)] = v.get<bool>();
+        if (v.is_number_integer()) s->variant[std::stoll(k)] = v.get<int>();
       }
     }
   }
@@ -398,7 +399,7 @@ StatusOr<nlohmann::json> CudaEngine::Tune(TimingCacheView* cache, TuneReport* re
   Impl& im = *impl_;
   CUDA_RETURN_IF_ERROR(cudaSetDevice(im.options.device));
   ASSIGN_OR_RETURN(std::unique_ptr<Context> c, im.Take());
-  nlohmann::json gemm = nlohmann::json::object(), fused = nlohmann::json::object();
+  nlohmann::json gemm = nlohmann::json::object(), variants = nlohmann::json::object();
   for (int64_t b : im.buckets) {
     for (auto& s : im.plan->steps) {
       for (auto& site : s->gemms) {
@@ -431,34 +432,45 @@ StatusOr<nlohmann::json> CudaEngine::Tune(TimingCacheView* cache, TuneReport* re
         }
       }
     }
-    // Fused MLP against the GEMM chain, timed on this bucket.
+    // Each step's variants (cuBLASLt, fused MLP, skinny kernels), timed as they will run.
     for (auto& s : im.plan->steps) {
-      if (!s->has_fused || b > cuda::MlpArgs::kMaxRows) continue;
-      LaunchCtx lc = im.Launch(*c, b);
-      double t[2];
-      for (int v = 0; v < 2; ++v) {
-        s->use_fused[b] = v == 0;
-        const std::string key = "mlp:" + std::string(v == 0 ? "fused" : "chain") + ":" + s->name + ":" +
-                                im.eng->program().meta.precision + ":" + std::to_string(b);
-        std::string choice;
-        if (cache && cache->Find(key, &choice, &t[v])) {
-          if (report) report->cache_hits++;
-          continue;
+      std::vector<int> cands;
+      for (int v : s->variants) {
+        if (v == gpu::kCublasLt || (v == gpu::kSkinny && b <= cuda::SkinnyGemmArgs::kMaxRows) ||
+            (v == gpu::kFusedMlp && b <= cuda::MlpArgs::kMaxRows)) {
+          cands.push_back(v);
         }
-        gpu::Step& st = *s;
-        auto fn = [&]() { return st.launch(*im.plan, lc, st); };
-        RETURN_IF_ERROR(fn());
-        ASSIGN_OR_RETURN(t[v], cuda::TimeOnStream(fn, c->stream, 50));
-        if (cache) cache->Put(key, "timed", t[v]);
       }
-      const bool use = t[0] <= t[1];
-      s->use_fused[b] = use;
-      fused[s->name][std::to_string(b)] = use;
-      if (report) {
-        report->lines.push_back("  batch " + std::to_string(b) + " " + s->name + ": fused MLP " +
-                                std::to_string(t[0] * 1000).substr(0, 6) + " us vs GEMM chain " +
-                                std::to_string(t[1] * 1000).substr(0, 6) + " us -> " + (use ? "fused" : "chain"));
+      if (cands.size() < 2) continue;
+      LaunchCtx lc = im.Launch(*c, b);
+      std::string sig = s->kernel;
+      for (const auto& g : s->gemms) sig += "|" + g.key(b);
+      int best = gpu::kCublasLt;
+      double best_ms = 1e30;
+      std::string line = "  batch " + std::to_string(b) + " " + s->name + ":";
+      for (int v : cands) {
+        s->variant[b] = v;
+        const std::string key = std::string("variant:") + gpu::VariantName(v) + ":" + sig;
+        std::string choice;
+        double ms = 0;
+        if (cache && cache->Find(key, &choice, &ms)) {
+          if (report) report->cache_hits++;
+        } else {
+          gpu::Step& st = *s;
+          auto fn = [&]() { return st.launch(*im.plan, lc, st); };
+          RETURN_IF_ERROR(fn());
+          ASSIGN_OR_RETURN(ms, cuda::TimeOnStream(fn, c->stream, 50));
+          if (cache) cache->Put(key, "timed", ms);
+        }
+        line += std::string(" ") + gpu::VariantName(v) + " " + std::to_string(ms * 1000).substr(0, 6) + " us";
+        if (ms < best_ms) {
+          best_ms = ms;
+          best = v;
+        }
       }
+      s->variant[b] = best;
+      variants[s->name][std::to_string(b)] = best;
+      if (report) report->lines.push_back(line + " -> " + gpu::VariantName(best));
     }
   }
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(c->stream));
@@ -468,15 +480,14 @@ StatusOr<nlohmann::json> CudaEngine::Tune(TimingCacheView* cache, TuneReport* re
   // The kernel of every layer, for the engine's layer list (`clickrt inspect`).
   nlohmann::json layers = nlohmann::json::object();
   for (const auto& s : im.plan->steps) {
+    // e.g. "cuda_mlp[1:skinny 8:skinny 64:fused_mlp 512:cublaslt ...]"
     std::string k = "cuda_" + s->kernel;
-    if (s->has_fused) {
-      int64_t upto = 0;
-      for (auto [b, u] : s->use_fused) upto = u ? std::max(upto, b) : upto;
-      k = upto > 0 ? "cuda_fused_mlp(batch<=" + std::to_string(upto) + ")+cublaslt" : "cuda_cublaslt";
-    } else if (s->kernel == "gemm") {
-      k = "cuda_cublaslt";
-    } else if (s->kernel == "gemm+elementwise") {
-      k = "cuda_cublaslt+elementwise";
+    if (!s->variants.empty()) {
+      k += "[";
+      for (size_t i = 0; i < im.buckets.size(); ++i) {
+        k += (i ? " " : "") + std::to_string(im.buckets[i]) + ":" + gpu::VariantName(s->VariantFor(im.buckets[i]));
+      }
+      k += "]";
     }
     size_t pos = 0;
     while (pos <= s->name.size()) {
@@ -488,7 +499,7 @@ StatusOr<nlohmann::json> CudaEngine::Tune(TimingCacheView* cache, TuneReport* re
       pos = e + 1;
     }
   }
-  return nlohmann::json{{"gemm", gemm}, {"fused_mlp", fused}, {"layers", layers}};
+  return nlohmann::json{{"gemm", gemm}, {"variant", variants}, {"layers", layers}};
 }
 
 }  // namespace clickrt::runtime

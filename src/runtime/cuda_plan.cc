@@ -31,6 +31,40 @@ std::string GemmSite::key(int64_t rows) const {
   return "gemm:" + d.Key();
 }
 
+const char* VariantName(int v) {
+  switch (v) {
+    case kFusedMlp: return "fused_mlp";
+    case kSkinny: return "skinny";
+    default: return "cublaslt";
+  }
+}
+
+// Untuned: the skinny kernel where it applies (few rows), else cuBLASLt.
+int Step::VariantFor(int64_t bucket) const {
+  auto it = variant.find(bucket);
+  if (it != variant.end() && std::find(variants.begin(), variants.end(), it->second) != variants.end()) {
+    if (it->second == kCublasLt || bucket <= cuda::SkinnyGemmArgs::kMaxRows) return it->second;
+  }
+  const bool skinny = std::find(variants.begin(), variants.end(), kSkinny) != variants.end();
+  return skinny && bucket <= cuda::SkinnyGemmArgs::kMaxRows ? kSkinny : kCublasLt;
+}
+
+// One GEMM site on the skinny kernel with its whole epilogue.
+Status RunSkinny(const Plan& p, const LaunchCtx& c, const GemmSite& g) {
+  cuda::SkinnyGemmArgs a;
+  a.rows = c.bucket;
+  a.n = g.desc.n;
+  a.k = g.desc.k;
+  a.a = p.view(c, g.in);
+  a.wt = p.cptr(c, g.wt);
+  a.bias = g.bias >= 0 ? static_cast<const float*>(p.cptr(c, g.bias)) : nullptr;
+  a.epilogue = g.skinny_epi;
+  if (g.x0 >= 0) a.x0 = p.view(c, g.x0);
+  if (g.xl >= 0) a.xl = p.view(c, g.xl);
+  a.c = p.view(c, g.out);
+  return cuda::LaunchSkinnyGemm(a, c.stream);
+}
+
 Status RunGemm(const Plan& p, const LaunchCtx& c, const GemmSite& g, int64_t rows) {
   cuda::GemmDesc d = g.desc;
   d.m = rows;
@@ -178,6 +212,22 @@ class Lowering {
       for (int64_t c = 0; c < N; ++c) v[to * np + c] = static_cast<float>(w.GetAsDouble(r * N + c));
     }
     return AddConstAs(Tensor::FromVector<float>({kp, np}, v), p_->act);
+  }
+  // The same weights transposed, [np, kp] row-major, for the skinny kernel.
+  int64_t AddTransposedWeight(const Tensor& w, int64_t kp, int64_t np, const Val& in) {
+    const int64_t K = w.dim(0), N = w.dim(1);
+    std::vector<float> v(static_cast<size_t>(kp * np), 0.f);
+    auto row_to = [&](int64_t r) {
+      for (const auto& sg : in.segs) {
+        if (r >= sg[0] && r < sg[0] + sg[2]) return sg[1] + r - sg[0];
+      }
+      return r;
+    };
+    for (int64_t r = 0; r < K; ++r) {
+      const int64_t to = row_to(r);
+      for (int64_t c = 0; c < N; ++c) v[c * kp + to] = static_cast<float>(w.GetAsDouble(r * N + c));
+    }
+    return AddConstAs(Tensor::FromVector<float>({np, kp}, v), p_->act);
   }
   // The K a GEMM reading `in` runs with: the padded width of a gapped concat, K rounded up to 8
   // for 16-bit types where the buffer has the room (its padding then must read as finite: the
@@ -601,6 +651,8 @@ Status Lowering::LowerLinear(const Node& first) {
     const int64_t N = inner && p_->act != DataType::kF32 ? (N0 + 7) / 8 * 8 : N0;
     GemmSite site;
     site.w = AddPaddedWeight(*w->constant, K, N, p_->vals[cur]);
+    site.wt = AddTransposedWeight(*w->constant, K, N, p_->vals[cur]);
+    site.skinny_epi = static_cast<cuda::SkinnyEpilogue>(act);
     w_offs.push_back(site.w);
     if (b) {
       std::vector<float> bias(N, 0.f);
@@ -646,17 +698,17 @@ Status Lowering::LowerLinear(const Node& first) {
   // Sigmoid activation (no cuBLASLt epilogue for it) runs after the GEMM chain.
   std::vector<uint8_t> sigmoid_after(chain.size(), 0);
   for (size_t i = 0; i < chain.size(); ++i) sigmoid_after[i] = chain[i]->GetInt("activation", 0) == 2;
-  s->has_fused = fusable;
-  s->fused_max_rows = fusable ? std::min<int64_t>(cuda::MlpArgs::kMaxRows, 64) : 0;
-  s->kernel = fusable ? "fused_mlp|gemm_chain" : "gemm";
+  s->variants = {kCublasLt, kSkinny};
+  if (fusable) s->variants.push_back(kFusedMlp);
+  s->kernel = fusable ? "mlp" : "gemm";
   s->launch = [mlp, w_offs, b_offs, in_val, out_val, sigmoid_after](const Plan& p, const LaunchCtx& c,
                                                                    Step& st) {
-    bool fused = st.has_fused && c.bucket <= cuda::MlpArgs::kMaxRows;
-    if (fused) {
-      auto it = st.use_fused.find(c.bucket);
-      fused = it != st.use_fused.end() ? it->second : c.bucket <= st.fused_max_rows;
+    const int variant = st.VariantFor(c.bucket);
+    if (variant == kSkinny) {
+      for (const auto& g : st.gemms) RETURN_IF_ERROR(RunSkinny(p, c, g));
+      return Status::Ok();
     }
-    if (fused) {
+    if (variant == kFusedMlp && c.bucket <= cuda::MlpArgs::kMaxRows) {
       cuda::MlpArgs m = mlp;
       m.rows = c.bucket;
       m.in = p.view(c, in_val);
@@ -708,10 +760,19 @@ Status Lowering::LowerCross(const Node& n) {
   site.desc.epilogue = cuda::GemmEpilogue::kBias;
   site.desc.align = std::min(AlignOfOffset(p_->vals[xl].col * p_->bufs[p_->vals[xl].buf].elem),
                              AlignOfOffset(p_->vals[t].col * p_->bufs[p_->vals[t].buf].elem));
-  Step* s = AddStep(n.name, "gemm+elementwise", {x0, xl, t, out});
-  s->gemms.push_back(site);
+  site.wt = AddTransposedWeight(*w->constant, Kp, K, p_->vals[xl]);
+  site.skinny_epi = cuda::SkinnyEpilogue::kCross;
+  site.x0 = x0;
+  site.xl = xl;
+  Step* s = AddStep(n.name, "cross", {x0, xl, t, out});
+  s->variants = {kCublasLt, kSkinny};
   done_.insert(&n);
-  s->launch = [x0, xl, t, out, K](const Plan& p, const LaunchCtx& c, Step& st) {
+  // The skinny variant writes the layer's output directly (cross epilogue fused).
+  GemmSite direct = site;
+  direct.out = out;
+  s->gemms.push_back(site);
+  s->launch = [x0, xl, t, out, K, direct](const Plan& p, const LaunchCtx& c, Step& st) {
+    if (st.VariantFor(c.bucket) == kSkinny) return RunSkinny(p, c, direct);
     RETURN_IF_ERROR(RunGemm(p, c, st.gemms[0], c.bucket));
     cuda::EwProgram q;
     q.instrs[q.count++] = cuda::EwInstr{cuda::EwOp::kMulTensor, 0.f, nullptr, 0};

@@ -63,20 +63,29 @@ struct Plan;
 struct GemmSite {
   cuda::GemmDesc desc;       // m filled per launch
   int64_t w = -1, bias = -1;  // const offsets (bias -1 = none)
+  int64_t wt = -1;           // W transposed [n, k] for the skinny kernel (-1 = none)
   int in = -1, out = -1;     // vals
+  // The layer's whole epilogue as the skinny kernel runs it (cuBLASLt's covers bias + ReLU; a
+  // sigmoid or a cross then runs as an elementwise step after it).
+  cuda::SkinnyEpilogue skinny_epi = cuda::SkinnyEpilogue::kNone;
+  int x0 = -1, xl = -1;      // vals of the cross epilogue
   std::map<int64_t, cuda::GemmAlgo> algo;  // per bucket; missing = heuristic default
   std::string key(int64_t rows) const;
 };
+
+// How a step with GEMMs runs at one bucket: cuBLASLt (+ elementwise tails), the fused MLP
+// kernel, or the skinny kernel per layer with fused epilogues. Chosen per bucket by the tuner.
+enum Variant : int { kCublasLt = 0, kFusedMlp = 1, kSkinny = 2 };
+const char* VariantName(int v);
 
 struct Step {
   std::string name;    // the layers it runs ("emb_0+fm_0+...")
   std::string kernel;  // "embedding", "elementwise", "gemm", "fused_mlp|gemm_chain", "copy"
   std::vector<int> bufs;  // buffers read or written (liveness)
   std::vector<GemmSite> gemms;  // GEMMs this step may run (tuned per bucket)
-  // MLP steps: per bucket, whether the fused kernel runs (else the GEMM chain).
-  bool has_fused = false;
-  int64_t fused_max_rows = 0;
-  std::map<int64_t, bool> use_fused;
+  std::vector<int> variants;           // the variants this step can run (kCublasLt first)
+  std::map<int64_t, int> variant;      // per bucket, from tuning; missing = DefaultVariant
+  int VariantFor(int64_t bucket) const;
   std::function<Status(const Plan&, const LaunchCtx&, Step&)> launch;
 };
 

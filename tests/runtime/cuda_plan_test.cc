@@ -83,7 +83,7 @@ TEST(CudaPlan, DeepFmFusesEmbeddingFmFirstOrderAndTheMlp) {
     // One embedding pass (with FM and the first-order sum), the dense transform, the dense
     // first-order Linear, the MLP (fused or GEMM chain), the final sums + sigmoid.
     EXPECT_EQ(std::count(k.begin(), k.end(), "embedding_fused"), 1) << Describe(*l.plan);
-    EXPECT_EQ(std::count(k.begin(), k.end(), "fused_mlp|gemm_chain"), 1) << Describe(*l.plan);
+    EXPECT_EQ(std::count(k.begin(), k.end(), "mlp"), 1) << Describe(*l.plan);
     EXPECT_EQ(std::count(k.begin(), k.end(), "copy"), 0) << Describe(*l.plan);  // concat written in place
     EXPECT_LE(l.plan->steps.size(), 5u) << Describe(*l.plan);
     CheckGemms(*l.plan);
@@ -112,9 +112,31 @@ TEST(CudaPlan, DcnV2CrossLayersAreGemmPlusOneElementwise) {
   Lowered l = Lower("dcnv2", "bf16");
   ASSERT_TRUE(l.plan);
   const auto k = Kernels(*l.plan);
-  EXPECT_EQ(std::count(k.begin(), k.end(), "gemm+elementwise"), 3) << Describe(*l.plan);
+  EXPECT_EQ(std::count(k.begin(), k.end(), "cross"), 3) << Describe(*l.plan);
   EXPECT_EQ(std::count(k.begin(), k.end(), "copy"), 0) << Describe(*l.plan);
   CheckGemms(*l.plan);
+}
+
+TEST(CudaPlan, SmallBatchesDefaultToSkinnyKernelsWithFusedEpilogues) {
+  Lowered l = Lower("dcnv2", "fp16");
+  ASSERT_TRUE(l.plan);
+  int cross = 0;
+  for (const auto& s : l.plan->steps) {
+    if (s->gemms.empty()) continue;
+    EXPECT_EQ(s->VariantFor(1), kSkinny) << s->name;
+    EXPECT_EQ(s->VariantFor(4096), kCublasLt) << s->name;
+    for (const auto& g : s->gemms) EXPECT_GE(g.wt, 0) << s->name;  // transposed weights uploaded
+    if (s->kernel == "cross") {
+      ++cross;
+      EXPECT_EQ(s->gemms[0].skinny_epi, cuda::SkinnyEpilogue::kCross);
+      EXPECT_GE(s->gemms[0].x0, 0);
+      EXPECT_GE(s->gemms[0].xl, 0);
+    }
+    s->variant[1] = kFusedMlp;  // a tuned choice is honoured only where it applies
+    const bool has_fused = std::count(s->variants.begin(), s->variants.end(), kFusedMlp) > 0;
+    EXPECT_EQ(s->VariantFor(1), has_fused ? kFusedMlp : kSkinny) << s->name;
+  }
+  EXPECT_EQ(cross, 3);
 }
 
 TEST(CudaPlan, UnsupportedOpIsAClearError) {

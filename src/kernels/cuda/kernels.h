@@ -108,6 +108,27 @@ struct MlpArgs {
 };
 Status LaunchFusedMlp(const MlpArgs& args, cudaStream_t stream);
 
+// ---- skinny_gemm.cu: GEMMs of a few rows, with the layer's whole epilogue fused --------------
+// c = epi(a @ W + bias) for rows <= kMaxRows: one warp per output column reading a row of the
+// transposed weights (coalesced), all rows in the warp, FP32 accumulation. At small batches a
+// tensor-core GEMM leaves most of the GPU idle and needs extra launches for what its epilogue
+// cannot do (sigmoid, DCN-v2's cross); this kernel is one launch for the whole layer.
+enum class SkinnyEpilogue : int {
+  kNone = 0, kRelu = 1, kSigmoid = 2,
+  kCross = 3,  // x0 * (a @ W + bias) + xl (DCN-v2)
+};
+struct SkinnyGemmArgs {
+  static constexpr int64_t kMaxRows = 64;
+  int64_t rows = 0, n = 0, k = 0;
+  View a;                      // [rows, k]
+  const void* wt = nullptr;    // W transposed: [n, k] row-major (row stride k), of a.type
+  const float* bias = nullptr; // [n] or null
+  SkinnyEpilogue epilogue = SkinnyEpilogue::kNone;
+  View x0, xl;                 // kCross operands [rows, n], of a.type
+  View c;                      // [rows, n]; a.type or kF32
+};
+Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream);
+
 // ---- din.cu: DIN's attention unit (the fused DinAttention op of docs/FUSED_OPS.md) ------------
 struct DinAttentionArgs {
   int64_t rows = 0, hist = 0, dim = 0;
