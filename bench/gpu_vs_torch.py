@@ -33,7 +33,7 @@ MAKERS = {"deepfm": lambda: DeepFM(DeepFMConfig()), "dcnv2": lambda: DCNv2(DCNv2
 
 
 # ---- ONNX TensorProto files without the onnx package (dims=1, data_type=2, name=8, raw_data=9).
-def _varint(n):
+def _encode_varint(n):
     out = bytearray()
     while True:
         b = n & 0x7F
@@ -46,52 +46,41 @@ def _varint(n):
 def write_pb(path, name, arr):
     arr = np.ascontiguousarray(arr)
     dtype = {np.float32: 1, np.int64: 7}[arr.dtype.type]
-    msg = b"".join(b"\x08" + _varint(d) for d in arr.shape)
-    msg += b"\x10" + _varint(dtype)
+    msg = b"".join(b"\x08" + _encode_varint(d) for d in arr.shape)
+    msg += b"\x10" + _encode_varint(dtype)
     nb = name.encode()
-    msg += b"\x42" + _varint(len(nb)) + nb
+    msg += b"\x42" + _encode_varint(len(nb)) + nb
     raw = arr.tobytes()
-    msg += b"\x4a" + _varint(len(raw)) + raw
+    msg += b"\x4a" + _encode_varint(len(raw)) + raw
     with open(path, "wb") as f:
         f.write(msg)
 
 
+def _varint(data, i):
+    """(value, next index) of the varint at data[i]."""
+    v = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, i
+
+
 def read_pb_float(path):
+    """A float32 TensorProto file (raw_data or float_data) as a numpy array."""
     data = open(path, "rb").read()
     i, dims, raw, floats = 0, [], None, []
     while i < len(data):
-        key = 0
-        shift = 0
-        while True:
-            b = data[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        key, i = _varint(data, i)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            v = 0
-            shift = 0
-            while True:
-                b = data[i]
-                i += 1
-                v |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
+            v, i = _varint(data, i)
             if field == 1:
                 dims.append(v)
         elif wire == 2:
-            n = 0
-            shift = 0
-            while True:
-                b = data[i]
-                i += 1
-                n |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
+            n, i = _varint(data, i)
             chunk = data[i:i + n]
             i += n
             if field == 9:
@@ -101,15 +90,7 @@ def read_pb_float(path):
             elif field == 1:  # packed dims
                 j = 0
                 while j < len(chunk):
-                    v = 0
-                    shift = 0
-                    while True:
-                        b = chunk[j]
-                        j += 1
-                        v |= (b & 0x7F) << shift
-                        shift += 7
-                        if not b & 0x80:
-                            break
+                    v, j = _varint(chunk, j)
                     dims.append(v)
         elif wire == 5:
             if field == 4:

@@ -196,10 +196,11 @@ class Lowering {
     return AddConst(h.data(), n * 2);
   }
   // W [K, N] laid out for an input of `kp` columns (segment map of a gapped concat, or trailing
-  // zero rows) and `np` output columns (trailing zero columns), in the engine's precision.
-  int64_t AddPaddedWeight(const Tensor& w, int64_t kp, int64_t np, const Val& in) {
+  // zero rows) and `np` output columns (trailing zero columns), in the engine's precision;
+  // `transposed` stores it [np, kp] row-major, as the skinny kernel reads it.
+  int64_t AddPaddedWeight(const Tensor& w, int64_t kp, int64_t np, const Val& in, bool transposed = false) {
     const int64_t K = w.dim(0), N = w.dim(1);
-    if (kp == K && np == N) return AddConstAs(w, p_->act);
+    if (kp == K && np == N && !transposed) return AddConstAs(w, p_->act);
     std::vector<float> v(static_cast<size_t>(kp * np), 0.f);
     auto row_to = [&](int64_t r) {
       for (const auto& sg : in.segs) {
@@ -209,25 +210,11 @@ class Lowering {
     };
     for (int64_t r = 0; r < K; ++r) {
       const int64_t to = row_to(r);
-      for (int64_t c = 0; c < N; ++c) v[to * np + c] = static_cast<float>(w.GetAsDouble(r * N + c));
-    }
-    return AddConstAs(Tensor::FromVector<float>({kp, np}, v), p_->act);
-  }
-  // The same weights transposed, [np, kp] row-major, for the skinny kernel.
-  int64_t AddTransposedWeight(const Tensor& w, int64_t kp, int64_t np, const Val& in) {
-    const int64_t K = w.dim(0), N = w.dim(1);
-    std::vector<float> v(static_cast<size_t>(kp * np), 0.f);
-    auto row_to = [&](int64_t r) {
-      for (const auto& sg : in.segs) {
-        if (r >= sg[0] && r < sg[0] + sg[2]) return sg[1] + r - sg[0];
+      for (int64_t c = 0; c < N; ++c) {
+        v[transposed ? c * kp + to : to * np + c] = static_cast<float>(w.GetAsDouble(r * N + c));
       }
-      return r;
-    };
-    for (int64_t r = 0; r < K; ++r) {
-      const int64_t to = row_to(r);
-      for (int64_t c = 0; c < N; ++c) v[c * kp + to] = static_cast<float>(w.GetAsDouble(r * N + c));
     }
-    return AddConstAs(Tensor::FromVector<float>({np, kp}, v), p_->act);
+    return AddConstAs(Tensor::FromVector<float>(transposed ? Dims{np, kp} : Dims{kp, np}, v), p_->act);
   }
   // The K a GEMM reading `in` runs with: the padded width of a gapped concat, K rounded up to 8
   // for 16-bit types where the buffer has the room (its padding then must read as finite: the
@@ -651,7 +638,7 @@ Status Lowering::LowerLinear(const Node& first) {
     const int64_t N = inner && p_->act != DataType::kF32 ? (N0 + 7) / 8 * 8 : N0;
     GemmSite site;
     site.w = AddPaddedWeight(*w->constant, K, N, p_->vals[cur]);
-    site.wt = AddTransposedWeight(*w->constant, K, N, p_->vals[cur]);
+    site.wt = AddPaddedWeight(*w->constant, K, N, p_->vals[cur], /*transposed=*/true);
     site.skinny_epi = static_cast<cuda::SkinnyEpilogue>(act);
     w_offs.push_back(site.w);
     if (b) {
@@ -760,7 +747,7 @@ Status Lowering::LowerCross(const Node& n) {
   site.desc.epilogue = cuda::GemmEpilogue::kBias;
   site.desc.align = std::min(AlignOfOffset(p_->vals[xl].col * p_->bufs[p_->vals[xl].buf].elem),
                              AlignOfOffset(p_->vals[t].col * p_->bufs[p_->vals[t].buf].elem));
-  site.wt = AddTransposedWeight(*w->constant, Kp, K, p_->vals[xl]);
+  site.wt = AddPaddedWeight(*w->constant, Kp, K, p_->vals[xl], /*transposed=*/true);
   site.skinny_epi = cuda::SkinnyEpilogue::kCross;
   site.x0 = x0;
   site.xl = xl;
