@@ -256,7 +256,7 @@ def main():
                     os.remove(cache)
                 t0 = time.time()
                 r = subprocess.run([args.clickrt, "build", onnx_path, "-o", eng, "--backend", "cuda",
-                                    "--precision", prec, "--batch", f"1:512:{max(batches)}",
+                                    "--precision", prec, "--batch", f"1:{min(512, max(batches))}:{max(batches)}",
                                     "--buckets", ",".join(str(b) for b in batches), "--timing-cache", cache],
                                    capture_output=True, text=True)
                 secs = time.time() - t0
