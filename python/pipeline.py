@@ -188,11 +188,16 @@ def main():
         labels = np.asarray(val_raw.labels).reshape(-1)
         new_auc = score_auc(clickrt, cand, val_raw, labels, args.work)
         vs = versions(args.repo, args.model)
-        if vs:
-            serving = os.path.join(args.repo, args.model, str(vs[0]))
+        serving_v = vs[0] if vs else None
+        if args.server and vs:  # the version the running server answers with, not just the newest folder
+            index = admin(args.server, args.admin_token, "GET", "/v2/repository/index")
+            defaults = [int(e["version"]) for e in index if e.get("name") == args.model and e.get("default")]
+            serving_v = defaults[0] if defaults else serving_v
+        if serving_v is not None:
+            serving = os.path.join(args.repo, args.model, str(serving_v))
             old_auc = score_auc(clickrt, serving, val_raw, labels, args.work)
             drop = old_auc - new_auc
-            print(f"      candidate AUC {new_auc:.5f}, serving v{vs[0]} AUC {old_auc:.5f}, drop {drop:+.5f} "
+            print(f"      candidate AUC {new_auc:.5f}, serving v{serving_v} AUC {old_auc:.5f}, drop {drop:+.5f} "
                   f"(budget {args.max_auc_drop})")
             if drop > args.max_auc_drop:
                 raise GateFailed(2, f"accuracy gate: AUC drops by {drop:.5f} > {args.max_auc_drop}")
@@ -243,11 +248,15 @@ def main():
         end = time.time() + args.canary_timeout_s
         while time.time() < end:
             st = admin(args.server, args.admin_token, "GET", f"/v2/repository/models/{args.model}/canary")
-            decision = st.get("decision") or st.get("state")
-            if decision in ("promoted", "rolled_back", "rollback"):
-                print("      " + json.dumps(st))
-                if decision != "promoted":
-                    raise GateFailed(4, f"canary: version {nxt} was rolled back: {st.get('reason', '')}")
+            # Decided: {"running": false, "last_decision": {...}} (or the decision itself).
+            last = st.get("last_decision", st)
+            decision = last.get("decision")
+            if not st.get("running", True) and decision in ("promote", "rollback"):
+                print("      " + json.dumps({k: last.get(k) for k in ("decision", "reason", "error_rate_delta",
+                                                                       "p99_ratio", "ctr_drift", "psi")}))
+                if decision != "promote":
+                    shutil.rmtree(dest, ignore_errors=True)  # unloaded by the server; not to be reloaded
+                    raise GateFailed(4, f"canary: version {nxt} was rolled back: {last.get('reason', '')}")
                 print(f"      version {nxt} promoted")
                 return 0
             time.sleep(1.0)

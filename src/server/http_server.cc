@@ -2,7 +2,9 @@
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 
+#include "server/health.h"
 #include "server/kserve_codec.h"
 #include "server/server_state.h"
 
@@ -107,15 +109,50 @@ Reply ModelReady(ServerState* s, const httplib::Request& req) {
   return r;
 }
 
+// Feeds the model's canary, if one runs, with a request that named no version.
+void ObserveCanary(ServerState* s, const std::string& model, const std::string& version,
+                   bool failed, Clock::time_point start, const std::vector<float>& ctrs) {
+  s->canary->Observe(model, version, failed,
+                     std::chrono::duration<double>(Clock::now() - start).count(), ctrs.data(),
+                     ctrs.size());
+}
+
+// The candidate of a running canary for this routing key, else `mv` unchanged.
+void RouteCanary(ServerState* s, const std::string& key,
+                 StatusOr<std::shared_ptr<const ModelVersion>>* mv) {
+  const std::string candidate = s->canary->Route((**mv)->name, key);
+  if (candidate.empty()) return;
+  if (auto c = s->repo->Find((**mv)->name, candidate); c.ok()) *mv = std::move(c);
+}
+
 Reply Infer(ServerState* s, const httplib::Request& req) {
+  const auto start = Clock::now();
   auto mv = FindModel(s, req);
   if (!mv.ok()) return ErrorReply(mv.status());
+  auto decoded = DecodeInferJson(req.body);
+  if (!decoded.ok()) return ErrorReply(decoded.status(), For(**mv));
+  const bool routed = Match(req, 2).empty();  // canaries see requests that name no version
+  if (routed) {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    RouteCanary(s, decoded->id.empty() ? std::to_string(rng()) : decoded->id, &mv);
+  }
   const ModelVersion& m = **mv;
   Reply labels = For(m);
-  auto decoded = DecodeInferJson(req.body);
-  if (!decoded.ok()) return ErrorReply(decoded.status(), labels);
   auto out = m.Infer(std::move(decoded->inputs));
-  if (!out.ok()) return ErrorReply(out.status(), labels);
+  if (!out.ok()) {
+    if (routed) ObserveCanary(s, m.name, m.version, true, start, {});
+    return ErrorReply(out.status(), labels);
+  }
+  if (routed) {
+    std::vector<float> ctrs;
+    auto score = out->find(m.config.score_output);
+    if (score != out->end() && score->second.dtype() == DType::kFloat32 &&
+        score->second.rank() >= 1 && score->second.dim(0) > 0) {
+      const int64_t rows = score->second.dim(0), width = score->second.size() / rows;
+      for (int64_t r = 0; r < rows; ++r) ctrs.push_back(score->second.data<float>()[r * width]);
+    }
+    ObserveCanary(s, m.name, m.version, false, start, ctrs);
+  }
   auto body = EncodeInferJson(m.name, m.version, decoded->id, *out, decoded->outputs);
   if (!body.ok()) return ErrorReply(body.status(), labels);
   labels.body = std::move(body).value();
@@ -123,15 +160,33 @@ Reply Infer(ServerState* s, const httplib::Request& req) {
 }
 
 Reply Rank(ServerState* s, const httplib::Request& req) {
+  const auto start = Clock::now();
   auto decoded = DecodeRankJson(req.body);
   if (!decoded.ok()) return ErrorReply(decoded.status());
   Reply labels;
-  if (auto mv = s->ranker->Resolve(*decoded); mv.ok()) {
+  const bool routed = decoded->version.empty();
+  auto mv = s->ranker->Resolve(*decoded);
+  if (mv.ok()) {
+    // Sticky by user: the same user sees one version for the whole canary window.
+    // Only a candidate is named: naming the default would fail if it were unloaded meanwhile.
+    if (routed) {
+      const std::string before = (*mv)->version;
+      RouteCanary(s, decoded->user_id, &mv);
+      if ((*mv)->version != before) decoded->version = (*mv)->version;
+    }
     labels.model = (*mv)->name;
     labels.version = (*mv)->version;
   }
   auto ranked = s->ranker->Rank(*decoded);
-  if (!ranked.ok()) return ErrorReply(ranked.status(), labels);
+  if (!ranked.ok()) {
+    if (routed && mv.ok()) ObserveCanary(s, labels.model, labels.version, true, start, {});
+    return ErrorReply(ranked.status(), labels);
+  }
+  if (routed) {
+    std::vector<float> ctrs;
+    for (const auto& r : ranked->results) ctrs.push_back(r.ctr);
+    ObserveCanary(s, labels.model, labels.version, false, start, ctrs);
+  }
   labels.body = EncodeRankJson(*ranked);
   return labels;
 }
@@ -154,13 +209,29 @@ Status StartHttp(ServerState* s, std::unique_ptr<httplib::Server>* out, int* por
     return [s, ready_check](const httplib::Request&) {
       Reply r;
       const bool ok = ready_check ? s->ready.load() : true;
-      r.body = Dump({{ready_check ? "ready" : "live", ok}});
+      json body = {{ready_check ? "ready" : "live", ok}};
+      // A version whose GPU failed still serves (from its CPU engine): ready stays 200 and
+      // names it, so a balancer keeps routing here while an operator is alerted.
+      if (ready_check && ok) {
+        if (auto degraded = DegradedVersions(*s->repo); !degraded.empty())
+          body["degraded"] = degraded;
+      }
+      r.body = Dump(body);
       if (!ok) r.status = 503;
       return r;
     };
   };
   http->Get("/v2/health/live", Route(s, "health", health(false)));
   http->Get("/v2/health/ready", Route(s, "health", health(true)));
+  if (s->options.fault_injection) {
+    http->Post("/v2/debug/fault", Route(s, "debug_fault", [s](const httplib::Request& req) {
+                 Reply r;
+                 auto done = InjectFault(*s->repo, req.body);
+                 if (!done.ok()) return ErrorReply(done.status());
+                 r.body = Dump({{"injected", *done}});
+                 return r;
+               }));
+  }
   http->Get(
       "/v2", Route(s, "server_metadata", [](const httplib::Request&) {
         Reply r;
@@ -175,6 +246,7 @@ Status StartHttp(ServerState* s, std::unique_ptr<httplib::Server>* out, int* por
             Route(s, "model_ready", [s](const auto& req) { return ModelReady(s, req); }));
   http->Post(model + "/infer", Route(s, "infer", [s](const auto& req) { return Infer(s, req); }));
   http->Post("/v1/rank", Route(s, "rank", [s](const auto& req) { return Rank(s, req); }));
+  RegisterAdminRoutes(s, http.get());  // only with an admin token
   http->Get("/metrics", [s](const httplib::Request&, httplib::Response& res) {
     s->UpdateGauges();
     res.set_content(s->metrics ? s->metrics->Render() : std::string(), "text/plain; version=0.0.4");

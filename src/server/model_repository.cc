@@ -251,16 +251,13 @@ StatusOr<std::shared_ptr<ModelVersion>> LoadModelVersion(const std::string& dir,
     ASSIGN_OR_RETURN(mv->config, ParseModelConfig(text, (d / "config.json").string()));
   }
   ModelConfig& c = mv->config;
-  if (fs::exists(d / "model.engine")) {
-    mv->source_file = (d / "model.engine").string();
-    ASSIGN_OR_RETURN(mv->engine, runtime::LoadInferenceEngine(mv->source_file, o.engine));
-  } else if (fs::exists(d / "model.onnx")) {
-    mv->source_file = (d / "model.onnx").string();
-    const int64_t build_max = std::max(c.build_max_batch, c.max_batch);
-    ASSIGN_OR_RETURN(mv->engine, BuildAndLoad(mv->source_file, build_max, o));
-  } else {
-    return NotFound(dir + ": holds neither model.engine nor model.onnx");
-  }
+  ASSIGN_OR_RETURN(mv->engine,
+                   LoadVersionEngine(dir, name + "/" + version,
+                                     std::max(c.build_max_batch, c.max_batch), o.engine, o.fallback,
+                                     [&o](const std::string& onnx, int64_t max_batch) {
+                                       return BuildAndLoad(onnx, max_batch, o);
+                                     },
+                                     &mv->source_file));
   const int64_t engine_max = mv->engine->max_batch();
   if (c.max_batch == 0) c.max_batch = engine_max;
   if (c.max_batch > engine_max) {
@@ -344,34 +341,99 @@ StatusOr<std::shared_ptr<ModelVersion>> LoadModelVersion(const std::string& dir,
   return mv;
 }
 
+namespace {
+
+constexpr char kLoads[] = "clickrt_model_loads_total";                 // model, version
+constexpr char kLoadFailures[] = "clickrt_model_load_failures_total";  // model, version
+
+std::string Key(const std::string& model, int64_t v) { return model + "/" + std::to_string(v); }
+
+// Names, sizes and mtimes of a version folder's files: a failed load is retried when it changes.
+std::string Fingerprint(const fs::path& dir) {
+  std::vector<std::string> parts;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::error_code ec2;
+    const auto size = e.is_regular_file(ec2) ? e.file_size(ec2) : 0;
+    const auto mtime = fs::last_write_time(e.path(), ec2).time_since_epoch().count();
+    parts.push_back(e.path().filename().string() + ":" + std::to_string(size) + ":" +
+                    std::to_string(mtime));
+  }
+  std::sort(parts.begin(), parts.end());
+  std::string s;
+  for (const auto& p : parts) s += p + ";";
+  return s;
+}
+
+// Version folders of a model folder: number -> path; folders that are not positive integers are
+// reported through `bad`.
+std::map<int64_t, fs::path> ListVersions(const fs::path& md, std::vector<std::string>* bad) {
+  std::map<int64_t, fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(md, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.empty() || n[0] == '.' || !e.is_directory()) continue;
+    const int64_t v = ParseVersion(n);
+    if (v < 0) {
+      if (bad) bad->push_back(e.path().string());
+      continue;
+    }
+    out[v] = e.path();
+  }
+  return out;
+}
+
+std::vector<std::string> ListModels(const std::string& root) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.empty() || n[0] == '.' || !e.is_directory()) continue;
+    out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+Status ValidateRepositoryName(const std::string& name, const char* what) {
+  const bool chars_ok = std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+  if (name.empty() || name.size() > 128 || !chars_ok || name[0] == '.' ||
+      name.find("..") != std::string::npos) {
+    return InvalidArgument(std::string(what) + " name '" + name.substr(0, 64) +
+                           "' is not allowed: use 1 to 128 of [A-Za-z0-9_.-], not starting with "
+                           "'.', without '..'");
+  }
+  return Status::Ok();
+}
+
 StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(const std::string& root,
                                                                  const RepositoryOptions& o) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
     return NotFound("model repository '" + root + "' is not a directory");
   }
+  if (o.metrics) {
+    o.metrics->RegisterCounter(kLoads,
+                               "Model versions loaded (at start, by the admin API, polling).");
+    o.metrics->RegisterCounter(kLoadFailures,
+                               "Model version loads that failed (serving unchanged).");
+  }
   auto repo = std::make_unique<ModelRepository>();
   repo->root_ = root;
-  std::vector<fs::path> model_dirs;
-  for (const auto& e : fs::directory_iterator(root, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.empty() || n[0] == '.' || !e.is_directory()) continue;
-    model_dirs.push_back(e.path());
-  }
+  repo->options_ = o;
+  fs::directory_iterator probe(root, ec);
   if (ec) return NotFound("cannot list model repository '" + root + "': " + ec.message());
-  std::sort(model_dirs.begin(), model_dirs.end());
-  for (const fs::path& md : model_dirs) {
-    const std::string model = md.filename().string();
-    std::vector<std::pair<int64_t, fs::path>> versions;
-    for (const auto& e : fs::directory_iterator(md, ec)) {
-      const std::string n = e.path().filename().string();
-      if (n.empty() || n[0] == '.' || !e.is_directory()) continue;
-      const int64_t v = ParseVersion(n);
-      if (v < 0) {
-        return InvalidArgument(e.path().string() +
-                               ": a version folder must be named by a positive integer");
-      }
-      versions.push_back({v, e.path()});
+  for (const std::string& model : ListModels(root)) {
+    const fs::path md = fs::path(root) / model;
+    std::vector<std::string> bad;
+    const auto versions = ListVersions(md, &bad);
+    if (!bad.empty()) {
+      return InvalidArgument(bad[0] + ": a version folder must be named by a positive integer");
     }
     if (versions.empty()) {
       return NotFound(md.string() + ": no version folder (expected " + md.string() + "/1/...)");
@@ -379,6 +441,7 @@ StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(const std::stri
     for (const auto& [v, path] : versions) {
       if (o.progress) o.progress("loading " + path.string());
       ASSIGN_OR_RETURN(auto mv, LoadModelVersion(path.string(), model, std::to_string(v), o));
+      if (o.metrics) o.metrics->Increment(kLoads, {{"model", model}, {"version", mv->version}});
       repo->models_[model][v] = std::move(mv);
     }
   }
@@ -388,15 +451,28 @@ StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(const std::stri
   return repo;
 }
 
+std::shared_ptr<ModelVersion> ModelRepository::DefaultOf(const std::string& model,
+                                                         const VersionMap& versions) const {
+  if (auto p = pinned_.find(model); p != pinned_.end()) {
+    if (auto it = versions.find(p->second); it != versions.end()) return it->second;
+  }
+  const auto c = candidate_.find(model);
+  for (auto r = versions.rbegin(); r != versions.rend(); ++r) {
+    if (c == candidate_.end() || c->second != r->first) return r->second;
+  }
+  return versions.rbegin()->second;  // only the candidate is loaded
+}
+
 StatusOr<std::shared_ptr<const ModelVersion>> ModelRepository::Find(
     const std::string& model, const std::string& version) const {
+  std::shared_lock lock(mu_);
   auto it = models_.find(model);
-  if (it == models_.end()) {
+  if (it == models_.end() || it->second.empty()) {
     std::string names;
     for (const auto& [n, v] : models_) names += (names.empty() ? "" : ", ") + n;
     return NotFound("unknown model '" + model + "' (serving: " + names + ")");
   }
-  if (version.empty()) return std::shared_ptr<const ModelVersion>(it->second.rbegin()->second);
+  if (version.empty()) return std::shared_ptr<const ModelVersion>(DefaultOf(model, it->second));
   const int64_t v = ParseVersion(version);
   auto vit = it->second.find(v);
   if (v < 0 || vit == it->second.end()) {
@@ -409,24 +485,224 @@ StatusOr<std::shared_ptr<const ModelVersion>> ModelRepository::Find(
 }
 
 StatusOr<std::string> ModelRepository::DefaultModel() const {
+  std::shared_lock lock(mu_);
   if (models_.size() == 1) return models_.begin()->first;
   return InvalidArgument("the request names no model and " + std::to_string(models_.size()) +
                          " models are served; set \"model\"");
 }
 
 std::vector<std::string> ModelRepository::ModelNames() const {
+  std::shared_lock lock(mu_);
   std::vector<std::string> v;
   for (const auto& [n, m] : models_) v.push_back(n);
   return v;
 }
 
 std::vector<std::string> ModelRepository::Versions(const std::string& model) const {
+  std::shared_lock lock(mu_);
   std::vector<std::string> v;
   auto it = models_.find(model);
   if (it == models_.end()) return v;
   for (auto r = it->second.rbegin(); r != it->second.rend(); ++r)
     v.push_back(std::to_string(r->first));
   return v;
+}
+
+StatusOr<std::shared_ptr<ModelVersion>> ModelRepository::LoadOne(const std::string& model,
+                                                                 int64_t v) {
+  const fs::path dir = fs::path(root_) / model / std::to_string(v);
+  const std::string key = Key(model, v);
+  const Labels labels = {{"model", model}, {"version", std::to_string(v)}};
+  if (options_.progress) options_.progress("loading " + dir.string());
+  // The build (model.onnx) can take seconds: outside the lock, serving goes on.
+  auto mv = LoadModelVersion(dir.string(), model, std::to_string(v), options_);
+  std::unique_lock lock(mu_);
+  if (!mv.ok()) {
+    failed_[key] = {mv.status().message(), Fingerprint(dir)};
+    if (options_.metrics) options_.metrics->Increment(kLoadFailures, labels);
+    if (options_.progress) {
+      options_.progress("load of " + key + " failed, serving unchanged: " + mv.status().message());
+    }
+    return mv.status().WithContext("loading " + key);
+  }
+  failed_.erase(key);
+  models_[model][v] = *mv;
+  // A newer version loaded after a promotion takes over, as it would without the pin.
+  if (auto p = pinned_.find(model); p != pinned_.end() && v > p->second) pinned_.erase(p);
+  if (options_.metrics) options_.metrics->Increment(kLoads, labels);
+  if (options_.progress) {
+    options_.progress("loaded " + key + " from " + (*mv)->source_file + " (" +
+                      (*mv)->engine->backend() + ")");
+  }
+  return mv;
+}
+
+StatusOr<std::vector<std::string>> ModelRepository::LoadVersion(const std::string& model,
+                                                                const std::string& version) {
+  RETURN_IF_ERROR(ValidateRepositoryName(model, "model"));
+  const fs::path md = fs::path(root_) / model;
+  std::error_code ec;
+  if (!fs::is_directory(md, ec)) return NotFound("no model folder " + md.string());
+  std::vector<int64_t> todo;
+  if (!version.empty()) {
+    RETURN_IF_ERROR(ValidateRepositoryName(version, "version"));
+    const int64_t v = ParseVersion(version);
+    if (v < 0) return InvalidArgument("version '" + version + "' is not a positive integer");
+    if (!fs::is_directory(md / version, ec)) {
+      return NotFound("no version folder " + (md / version).string());
+    }
+    todo.push_back(v);
+  } else {
+    const auto on_disk = ListVersions(md, nullptr);
+    std::shared_lock lock(mu_);
+    auto it = models_.find(model);
+    for (const auto& [v, path] : on_disk) {
+      if (it == models_.end() || !it->second.count(v)) todo.push_back(v);
+    }
+    if (todo.empty()) return std::vector<std::string>{};
+  }
+  std::vector<std::string> loaded;
+  for (int64_t v : todo) {
+    ASSIGN_OR_RETURN(auto mv, LoadOne(model, v));
+    loaded.push_back(mv->version);
+  }
+  return loaded;
+}
+
+StatusOr<std::vector<std::string>> ModelRepository::UnloadVersion(const std::string& model,
+                                                                  const std::string& version) {
+  RETURN_IF_ERROR(ValidateRepositoryName(model, "model"));
+  if (!version.empty()) RETURN_IF_ERROR(ValidateRepositoryName(version, "version"));
+  return Unload(model, version);
+}
+
+StatusOr<std::vector<std::string>> ModelRepository::Unload(const std::string& model,
+                                                           const std::string& version) {
+  std::vector<std::shared_ptr<ModelVersion>> dropped;  // freed after the lock is released
+  std::vector<std::string> names;
+  {
+    std::unique_lock lock(mu_);
+    auto it = models_.find(model);
+    if (it == models_.end()) return NotFound("model '" + model + "' is not loaded");
+    if (version.empty()) {
+      for (auto& [v, mv] : it->second) dropped.push_back(std::move(mv));
+      it->second.clear();
+    } else {
+      const int64_t v = ParseVersion(version);
+      auto vit = it->second.find(v);
+      if (v < 0 || vit == it->second.end()) {
+        return NotFound("model '" + model + "' has no loaded version '" + version + "'");
+      }
+      dropped.push_back(std::move(vit->second));
+      it->second.erase(vit);
+    }
+    if (it->second.empty()) models_.erase(it);
+    for (const auto& mv : dropped) {
+      const int64_t v = ParseVersion(mv->version);
+      if (auto p = pinned_.find(model); p != pinned_.end() && p->second == v) pinned_.erase(p);
+      if (auto c = candidate_.find(model); c != candidate_.end() && c->second == v) {
+        candidate_.erase(c);
+      }
+      names.push_back(mv->version);
+    }
+  }
+  for (const auto& mv : dropped) {
+    if (options_.metrics) {
+      options_.metrics->Set(metric::kReady, {{"model", model}, {"version", mv->version}}, 0);
+    }
+    if (options_.progress) {
+      options_.progress("unloaded " + model + "/" + mv->version + " (" +
+                        std::to_string(mv.use_count() - 1) + " other holders drain)");
+    }
+  }
+  return names;
+}
+
+void ModelRepository::Rescan() {
+  std::map<std::string, std::map<int64_t, fs::path>> disk;
+  for (const std::string& m : ListModels(root_)) {
+    disk[m] = ListVersions(fs::path(root_) / m, nullptr);
+  }
+  std::vector<std::pair<std::string, int64_t>> to_load, to_unload;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [m, versions] : disk) {
+      auto it = models_.find(m);
+      for (const auto& [v, path] : versions) {
+        if (it != models_.end() && it->second.count(v)) continue;
+        auto f = failed_.find(Key(m, v));
+        if (f != failed_.end() && f->second.second == Fingerprint(path)) continue;
+        to_load.push_back({m, v});
+      }
+    }
+    for (const auto& [m, versions] : models_) {
+      auto d = disk.find(m);
+      for (const auto& [v, mv] : versions) {
+        if (d == disk.end() || !d->second.count(v)) to_unload.push_back({m, v});
+      }
+    }
+  }
+  for (const auto& [m, v] : to_load) (void)LoadOne(m, v);
+  // Unload, not UnloadVersion: names found on disk are real folders, even ones an admin request
+  // could not name (models loaded at start-up are not held to the admin name rules).
+  for (const auto& [m, v] : to_unload) (void)Unload(m, std::to_string(v));
+}
+
+Status ModelRepository::SetDefault(const std::string& model, const std::string& version) {
+  std::unique_lock lock(mu_);
+  const int64_t v = ParseVersion(version);
+  auto it = models_.find(model);
+  if (it == models_.end() || !it->second.count(v)) {
+    return NotFound("model '" + model + "' has no loaded version '" + version + "'");
+  }
+  pinned_[model] = v;
+  return Status::Ok();
+}
+
+void ModelRepository::SetCandidate(const std::string& model, const std::string& version) {
+  std::unique_lock lock(mu_);
+  if (version.empty()) {
+    candidate_.erase(model);
+  } else {
+    candidate_[model] = ParseVersion(version);
+  }
+}
+
+std::vector<ModelRepository::IndexEntry> ModelRepository::Index() const {
+  std::vector<IndexEntry> out;
+  std::map<std::string, std::map<int64_t, fs::path>> disk;
+  for (const std::string& m : ListModels(root_))
+    disk[m] = ListVersions(fs::path(root_) / m, nullptr);
+  std::shared_lock lock(mu_);
+  for (const auto& [m, versions] : models_) disk[m];  // loaded models whose folder went away
+  for (const auto& [m, on_disk] : disk) {
+    std::set<int64_t> all;
+    for (const auto& [v, p] : on_disk) all.insert(v);
+    auto it = models_.find(m);
+    std::shared_ptr<ModelVersion> def;
+    if (it != models_.end()) {
+      for (const auto& [v, mv] : it->second) all.insert(v);
+      if (!it->second.empty()) def = DefaultOf(m, it->second);
+    }
+    for (int64_t v : all) {
+      IndexEntry e;
+      e.name = m;
+      e.version = std::to_string(v);
+      if (it != models_.end() && it->second.count(v)) {
+        e.state = "READY";
+        e.is_default = def && def->version == e.version;
+        if (auto c = candidate_.find(m); c != candidate_.end() && c->second == v) {
+          e.reason = "canary candidate";
+        }
+      } else {
+        e.state = "UNAVAILABLE";
+        auto f = failed_.find(Key(m, v));
+        e.reason = f != failed_.end() ? "load failed: " + f->second.first : "not loaded";
+      }
+      out.push_back(std::move(e));
+    }
+  }
+  return out;
 }
 
 }  // namespace clickrt::server

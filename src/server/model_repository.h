@@ -1,4 +1,5 @@
-// The model repository `clickrt serve` loads at start-up.
+// The model repository `clickrt serve` loads at start-up, and loads / unloads versions of while
+// serving (admin API, polling: server/admin.h).
 //
 // Layout (as in Triton and KServe): `<repo>/<model>/<version>/`, where <version> is a positive
 // integer; the highest version answers a request that names none. A version folder holds:
@@ -14,10 +15,12 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -25,6 +28,7 @@
 #include "features/schema.h"
 #include "runtime/batcher.h"
 #include "runtime/inference_engine.h"
+#include "server/health.h"
 
 namespace clickrt::server {
 
@@ -82,13 +86,21 @@ struct RepositoryOptions {
   Metrics* metrics = nullptr;  // batch, queue and compute metrics; null = none
   // Progress lines while loading (model builds take seconds); null = silent.
   std::function<void(const std::string&)> progress;
+  FallbackPolicy fallback;  // GPU engines behind a probed CPU fallback (server/health.h)
 };
 
+// Thread-safe: versions are loaded and unloaded while requests are served. A request holds a
+// shared_ptr to its version, so an unloaded version drains: requests in flight finish on it and
+// it is freed with the last one.
+//
+// The default version (a request that names none) is the pinned one (SetDefault, set when a
+// canary is promoted) until it is unloaded or a higher version is loaded, else the highest loaded
+// version that is not a canary candidate.
 class ModelRepository {
  public:
   static StatusOr<std::unique_ptr<ModelRepository>> Load(const std::string& root,
                                                          const RepositoryOptions& options);
-  // `version` "" = the highest. NotFound names the model / version and what exists.
+  // `version` "" = the default. NotFound names the model / version and what exists.
   StatusOr<std::shared_ptr<const ModelVersion>> Find(const std::string& model,
                                                      const std::string& version) const;
   // For a ranking request that names no model: the only model, else InvalidArgument.
@@ -98,11 +110,52 @@ class ModelRepository {
   std::vector<std::string> Versions(const std::string& model) const;
   const std::string& root() const { return root_; }
 
+  // Loads (or reloads) <root>/<model>/<version>; `version` "" = every version folder of the
+  // model that is not loaded yet. A failure leaves the serving versions untouched, is logged
+  // (progress), counted (clickrt_model_load_failures_total) and kept for Index(). Returns the
+  // versions loaded.
+  StatusOr<std::vector<std::string>> LoadVersion(const std::string& model,
+                                                 const std::string& version);
+  // Stops routing to a version (`version` "" = every version of the model); requests in flight
+  // finish on it. Returns the versions unloaded.
+  StatusOr<std::vector<std::string>> UnloadVersion(const std::string& model,
+                                                   const std::string& version);
+  // Rescans the root: loads version folders that appeared (a folder that failed is retried
+  // only when its files change) and unloads the ones that disappeared. Lines describing each
+  // change go to the progress callback.
+  void Rescan();
+
+  // Pins the default version of a model (it must be loaded).
+  Status SetDefault(const std::string& model, const std::string& version);
+  // Excludes a version from the default (the canary candidate); "" clears it.
+  void SetCandidate(const std::string& model, const std::string& version);
+
+  struct IndexEntry {
+    std::string name, version, state, reason;  // state: READY, UNAVAILABLE
+    bool is_default = false;
+  };
+  // Every version loaded or present on disk, with its state (KServe repository index).
+  std::vector<IndexEntry> Index() const;
+
  private:
+  using VersionMap = std::map<int64_t, std::shared_ptr<ModelVersion>>;
+  std::shared_ptr<ModelVersion> DefaultOf(const std::string& model, const VersionMap& v) const;
+  StatusOr<std::shared_ptr<ModelVersion>> LoadOne(const std::string& model, int64_t version);
+  StatusOr<std::vector<std::string>> Unload(const std::string& model, const std::string& version);
+
   std::string root_;
+  RepositoryOptions options_;
+  mutable std::shared_mutex mu_;
   // model -> version number -> loaded version.
-  std::map<std::string, std::map<int64_t, std::shared_ptr<ModelVersion>>> models_;
+  std::map<std::string, VersionMap> models_;
+  std::map<std::string, int64_t> pinned_, candidate_;
+  // "<model>/<version>" -> the last load error and the folder's fingerprint when it failed.
+  std::map<std::string, std::pair<std::string, std::string>> failed_;
 };
+
+// A model or version name an admin request may use: [A-Za-z0-9_.-]{1,128}, not starting with
+// '.', no "..": it stays inside the repository root.
+Status ValidateRepositoryName(const std::string& name, const char* what);
 
 // Loads one version folder (exposed for tests).
 StatusOr<std::shared_ptr<ModelVersion>> LoadModelVersion(const std::string& dir,

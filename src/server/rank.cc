@@ -76,6 +76,10 @@ StatusOr<RankResponse> Ranker::Rank(const RankRequest& req) const {
     metrics_->Increment(metric::kFeatureDefaults, {{"model", mv->name}},
                         static_cast<double>(stats.missing));
   }
+  // Logged rows keep a reference to the inputs (tensors share their buffers: no copy).
+  const std::vector<int64_t> logged = log_ ? log_->Sample(n) : std::vector<int64_t>();
+  reference::TensorMap log_inputs;
+  if (!logged.empty()) log_inputs = inputs;
   ASSIGN_OR_RETURN(auto outputs, mv->Infer(std::move(inputs)));
   auto it = outputs.find(mv->config.score_output);
   if (it == outputs.end())
@@ -96,6 +100,11 @@ StatusOr<RankResponse> Ranker::Rank(const RankRequest& req) const {
   });
   resp.results.reserve(k);
   for (int64_t i = 0; i < k; ++i) resp.results.push_back({req.candidates[order[i]], ctr(order[i])});
+  if (!logged.empty()) {
+    std::vector<float> ctrs;
+    for (int64_t row : logged) ctrs.push_back(ctr(row));
+    log_->Log(mv->name, mv->version, req.user_id, req.candidates, log_inputs, logged, ctrs);
+  }
   if (metrics_) {
     metrics_->Increment(metric::kCandidates, {{"model", mv->name}, {"version", mv->version}},
                         static_cast<double>(n));

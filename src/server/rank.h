@@ -15,6 +15,7 @@
 #include "features/feature_store.h"
 #include "server/model_repository.h"
 #include "server/rank_codec.h"
+#include "server/request_log.h"
 
 namespace clickrt::server {
 
@@ -23,6 +24,8 @@ class Ranker {
   // Neither pointer is owned; both outlive the ranker. `metrics` may be null.
   Ranker(const ModelRepository* repository, features::FeatureStore* store, Metrics* metrics)
       : repo_(repository), store_(store), metrics_(metrics) {}
+  // Samples the assembled inputs of scored candidates into `log` (not owned; null = off).
+  void set_request_log(RequestLog* log) { log_ = log; }
 
   // InvalidArgument for an empty or oversized candidate list, a bad k or (with features.json) a
   // context field that is not a context feature; NotFound for an unknown model / version;
@@ -37,6 +40,7 @@ class Ranker {
   const ModelRepository* repo_;
   features::FeatureStore* store_;
   Metrics* metrics_;
+  RequestLog* log_ = nullptr;
 };
 
 }  // namespace clickrt::server

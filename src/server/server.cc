@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iostream>
 #include <thread>
 
+#include "server/health.h"
 #include "server/server_metrics.h"
 #include "server/server_state.h"
 
@@ -75,6 +77,14 @@ void ServerState::UpdateGauges() const {
                    static_cast<double>((*mv)->batcher->queued_rows()));
     }
   }
+  ExportHealth(*repo, metrics.get());
+  if (request_log) {
+    const RequestLog::Stats st = request_log->stats();
+    for (auto [state, n] : {std::pair{"sampled", st.sampled}, {"written", st.written},
+                            {"dropped", st.dropped}}) {
+      metrics->Set(metric::kRequestLogRecords, {{"state", state}}, static_cast<double>(n));
+    }
+  }
 }
 
 struct Server::Impl {
@@ -102,6 +112,16 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   s.store = std::move(store);
   s.metrics = std::move(metrics);
   s.ranker = std::make_unique<Ranker>(s.repo.get(), s.store.get(), s.metrics.get());
+  if (!options.request_log.dir.empty()) {
+    ASSIGN_OR_RETURN(s.request_log, RequestLog::Create(options.request_log));
+    s.ranker->set_request_log(s.request_log.get());
+  }
+  s.canary = std::make_unique<CanaryController>(
+      s.repo.get(), s.metrics.get(), [](const std::string& line) { std::cerr << line << "\n"; },
+      [] { return std::chrono::steady_clock::now(); });
+  if (options.poll_interval_s > 0) {
+    s.poller = std::make_unique<RepositoryPoller>(s.repo.get(), options.poll_interval_s);
+  }
   std::unique_ptr<Server> server(new Server(std::move(impl)));
   Impl& m = *server->impl_;
   if (options.grpc_port >= 0)
@@ -123,6 +143,7 @@ void Server::Shutdown() {
   if (m.stopped) return;
   m.stopped = true;
   m.state.ready = false;
+  m.state.poller.reset();  // no load may start while the front ends wind down
   if (m.http) m.http->stop();
   if (m.http_thread.joinable()) m.http_thread.join();
   if (m.grpc) {

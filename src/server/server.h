@@ -8,6 +8,7 @@
 //   POST /v2/models/{m}[/versions/{v}]/infer      KServe JSON tensors
 //   POST /v1/rank                                 see server/rank.h
 //   GET  /metrics                                 Prometheus text
+//   /v2/repository/...                            admin API, only with a token (server/admin.h)
 // gRPC: inference.GRPCInferenceService (proto/grpc_predict_v2.proto) and clickrt.Ranking/Rank
 // (proto/clickrt_rank.proto).
 //
@@ -24,6 +25,7 @@
 #include "features/feature_store.h"
 #include "server/metrics.h"
 #include "server/model_repository.h"
+#include "server/request_log.h"
 
 namespace clickrt::server {
 
@@ -36,6 +38,11 @@ struct ServerOptions {
   int read_timeout_ms = 5000;         // a client that stalls this long mid-request is dropped
   int write_timeout_ms = 5000;
   int keep_alive_timeout_s = 10;
+  bool fault_injection = false;  // serve POST /v2/debug/fault (tests only; server/health.h)
+  RequestLogOptions request_log;  // dir "" = no request log (server/request_log.h)
+  // Admin API (server/admin.h): off while empty; requests need "Authorization: Bearer <token>".
+  std::string admin_token;
+  double poll_interval_s = 0;  // rescan the repository this often; 0 = never
 };
 
 // What a Status becomes on the wire.

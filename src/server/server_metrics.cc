@@ -20,6 +20,9 @@ void RegisterServerMetrics(Metrics* m) {
   m->RegisterGauge(kQueueDepth, "Rows waiting in the dynamic batcher's queue.");
   m->RegisterGauge(kBackend, "The backend serving a model version (value 1).");
   m->RegisterGauge(kReady, "1 when the model version is loaded and serving.");
+  m->RegisterGauge(kBackendDegraded, "1 while a version's GPU is unhealthy (CPU serves).");
+  m->RegisterGauge(kBackendInUse, "1 for the backend serving a version with a CPU fallback.");
+  m->RegisterGauge(kRequestLogRecords, "Request log records: sampled, written, dropped.");
 }
 
 }  // namespace clickrt::server::metric

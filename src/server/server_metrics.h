@@ -21,6 +21,9 @@ inline constexpr char kBatchSize[] = "clickrt_batch_size_rows";                 
 inline constexpr char kQueueDepth[] = "clickrt_queue_depth_rows";  // model, version
 inline constexpr char kBackend[] = "clickrt_model_backend_info";   // model, version, backend
 inline constexpr char kReady[] = "clickrt_model_ready";            // model, version
+inline constexpr char kBackendDegraded[] = "clickrt_backend_degraded";  // model, version
+inline constexpr char kBackendInUse[] = "clickrt_backend_in_use";  // model, version, backend
+inline constexpr char kRequestLogRecords[] = "clickrt_request_log_records";  // state
 
 // Registers every family above (idempotent per registry).
 void RegisterServerMetrics(Metrics* metrics);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "server/admin.h"
 #include "server/rank.h"
 #include "server/server.h"
 
@@ -24,7 +25,10 @@ struct ServerState {
   std::unique_ptr<features::FeatureStore> store;
   std::shared_ptr<Metrics> metrics;
   std::unique_ptr<Ranker> ranker;
+  std::unique_ptr<RequestLog> request_log;  // null = off
   std::atomic<bool> ready{false};
+  std::unique_ptr<CanaryController> canary;  // routes and judges canary traffic (admin.h)
+  std::unique_ptr<RepositoryPoller> poller;  // null unless options.poll_interval_s > 0
 
   // Counts one answered request. `model`/`version` are "" when the request named none that
   // exists (unknown names are not used as labels: a client could make them unbounded).
