@@ -61,7 +61,8 @@ template <typename T>
 class [[nodiscard]] StatusOr {
  public:
   StatusOr(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
-    if (status_.ok()) status_ = Internal("StatusOr built from an OK status without a value");
+    // (void): nvcc warns on the ignored Status& of a [[nodiscard]] type's assignment.
+    if (status_.ok()) (void)(status_ = Internal("StatusOr built from an OK status without a value"));
   }
   StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
 

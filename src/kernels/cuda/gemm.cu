@@ -515,7 +515,7 @@ StatusOr<double> TimeOnStream(const std::function<Status()>& fn, cudaStream_t st
     cudaGraph_t graph = nullptr;
     CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     Status st;
-    for (int i = 0; i < kPerGraph && st.ok(); ++i) st = fn();
+    for (int i = 0; i < kPerGraph && st.ok(); ++i) (void)(st = fn());
     cudaError_t end = cudaStreamEndCapture(stream, &graph);
     RETURN_IF_ERROR(st);
     CUDA_RETURN_IF_ERROR(end);
