@@ -6,7 +6,6 @@ errors, /metrics and /v2/health/ready must show the version degraded and then re
 hang (answered from the CPU engine after the deadline), 404 for the fault route without the
 flag, and the sampled request log."""
 import argparse
-import http.client
 import json
 import os
 import re
@@ -15,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_http import request as http_request  # noqa: E402
 
 FAILS = []
 
@@ -37,15 +38,7 @@ class Server:
         self.url = "http://127.0.0.1:%d" % self.port
 
     def request(self, method, path, body=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        c.request(method, path, body=json.dumps(body) if body is not None else None)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        try:
-            return r.status, json.loads(data)
-        except ValueError:
-            return r.status, data.decode(errors="replace")
+        return http_request(self.port, method, path, body)
 
     def metric(self, name, **labels):
         """Sum of the samples of `name` whose labels include `labels`."""

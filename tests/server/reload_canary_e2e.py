@@ -17,6 +17,8 @@ import time
 import numpy as np
 import onnx
 from onnx import numpy_helper
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_http import request as http_request  # noqa: E402
 
 FAILS = []
 TOKEN = "t0ken-for-tests"
@@ -40,18 +42,8 @@ class Server:
         self.url = "http://127.0.0.1:%d" % self.port
 
     def request(self, method, path, body=None, token=TOKEN):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         headers = {"Authorization": "Bearer " + token} if token else {}
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body)
-        c.request(method, path, body=body, headers=headers)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        try:
-            return r.status, json.loads(data)
-        except ValueError:
-            return r.status, data.decode(errors="replace")
+        return http_request(self.port, method, path, body, headers, timeout=60)
 
     def stop(self):
         self.proc.terminate()
@@ -194,7 +186,11 @@ def main():
                                "--features", features, "--mode", "closed", "--clients", "8",
                                "--duration", "6", "--candidates", "20", "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
+        # Swap only once v1 is answering the load (a busy machine starts the load generator late).
+        for _ in range(200):
+            if versions_served(srv.request("GET", "/metrics")[1]).get("1", 0) >= 100:
+                break
+            time.sleep(0.05)
         t0 = time.time()
         st, out = srv.request("POST", "/v2/repository/models/deepfm/load", {"version": "2"})
         load_s = time.time() - t0

@@ -15,6 +15,8 @@ import time
 import numpy as np
 import onnx
 from onnx import numpy_helper
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_http import request as http_request  # noqa: E402
 
 FAILS = []
 
@@ -51,17 +53,7 @@ class Server:
         self.grpc_addr = parts[3]
 
     def request(self, method, path, body=None, headers=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=30)
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body)
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        try:
-            return r.status, json.loads(data)
-        except ValueError:
-            return r.status, data.decode(errors="replace")
+        return http_request(self.http_port, method, path, body, headers)
 
     def alive(self):
         return self.request("GET", "/v2/health/ready")[0] == 200
