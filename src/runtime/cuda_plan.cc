@@ -231,6 +231,27 @@ class Lowering {
   }
   std::set<int> padded_out_;  // vals whose padding columns a GEMM writes (as zeros)
 
+  // A GEMM reading val `in` (run with `k` columns) into val `out` (`n` columns): the weights in
+  // both layouts (cuBLASLt's and the skinny kernel's), shapes, strides, types, and the alignment
+  // its operands really have (a concat slice may start mid-row).
+  GemmSite MakeGemmSite(const Tensor& w, int in, int out, int64_t k, int64_t n) {
+    auto align = [&](int v) { return AlignOfOffset(p_->vals[v].col * p_->bufs[p_->vals[v].buf].elem); };
+    GemmSite g;
+    g.w = AddPaddedWeight(w, k, n, p_->vals[in]);
+    g.wt = AddPaddedWeight(w, k, n, p_->vals[in], /*transposed=*/true);
+    g.in = in;
+    g.out = out;
+    g.desc.n = n;
+    g.desc.k = k;
+    g.desc.lda = p_->bufs[p_->vals[in].buf].ld;
+    g.desc.ldc = p_->bufs[p_->vals[out].buf].ld;
+    g.desc.a_type = g.desc.w_type = p_->act;
+    g.desc.c_type = p_->vals[out].type;
+    g.desc.compute = p_->compute;
+    g.desc.align = std::min(align(in), align(out));
+    return g;
+  }
+
   int64_t AddInt64(const Tensor& t) {
     std::vector<int64_t> v(t.size());
     for (int64_t i = 0; i < t.size(); ++i) v[i] = t.GetAsInt64(i);
@@ -636,9 +657,13 @@ Status Lowering::LowerLinear(const Node& first) {
     const int64_t K = PaddedK(cur, K0);
     const bool inner = l != chain.back();
     const int64_t N = inner && p_->act != DataType::kF32 ? (N0 + 7) / 8 * 8 : N0;
-    GemmSite site;
-    site.w = AddPaddedWeight(*w->constant, K, N, p_->vals[cur]);
-    site.wt = AddPaddedWeight(*w->constant, K, N, p_->vals[cur], /*transposed=*/true);
+    ASSIGN_OR_RETURN(int out_val, Dest(l->outputs[0], MatType(N0)));
+    if (N != N0) {
+      p_->vals[out_val].cols = N;  // the padding columns are written (zeros) by this GEMM
+      padded_out_.insert(out_val);
+    }
+    s->bufs.push_back(p_->vals[out_val].buf);
+    GemmSite site = MakeGemmSite(*w->constant, cur, out_val, K, N);
     site.skinny_epi = static_cast<cuda::SkinnyEpilogue>(act);
     w_offs.push_back(site.w);
     if (b) {
@@ -647,24 +672,6 @@ Status Lowering::LowerLinear(const Node& first) {
       site.bias = AddConst(bias.data(), bias.size() * 4);
     }
     b_offs.push_back(site.bias);
-    const DataType out_t = MatType(N0);
-    ASSIGN_OR_RETURN(int out_val, Dest(l->outputs[0], out_t));
-    if (N != N0) {
-      p_->vals[out_val].cols = N;  // the padding columns are written (zeros) by this GEMM
-      padded_out_.insert(out_val);
-    }
-    s->bufs.push_back(p_->vals[out_val].buf);
-    site.in = cur;
-    site.out = out_val;
-    site.desc.n = N;
-    site.desc.k = K;
-    site.desc.lda = p_->bufs[p_->vals[cur].buf].ld;
-    site.desc.ldc = p_->bufs[p_->vals[out_val].buf].ld;
-    site.desc.a_type = site.desc.w_type = p_->act;
-    site.desc.c_type = out_t;
-    site.desc.compute = p_->compute;
-    site.desc.align = std::min(AlignOfOffset(p_->vals[cur].col * p_->bufs[p_->vals[cur].buf].elem),
-                               AlignOfOffset(p_->vals[out_val].col * p_->bufs[p_->vals[out_val].buf].elem));
     site.desc.epilogue = b ? (act == 1 ? cuda::GemmEpilogue::kBiasRelu : cuda::GemmEpilogue::kBias)
                            : cuda::GemmEpilogue::kNone;
     if (act == 1 && !b) {
@@ -733,21 +740,9 @@ Status Lowering::LowerCross(const Node& n) {
   const int64_t Kp = PaddedK(xl, K);
   const int t = NewVal(Val{NewBuf(K, p_->act), 0, K, p_->act, false, {}});
   ASSIGN_OR_RETURN(int out, Dest(n.outputs[0], p_->act));
-  GemmSite site;
-  site.w = AddPaddedWeight(*w->constant, Kp, K, p_->vals[xl]);
+  GemmSite site = MakeGemmSite(*w->constant, xl, t, Kp, K);
   site.bias = AddConstAs(*b->constant, DataType::kF32);
-  site.in = xl;
-  site.out = t;
-  site.desc.n = K;
-  site.desc.k = Kp;
-  site.desc.lda = p_->bufs[p_->vals[xl].buf].ld;
-  site.desc.ldc = p_->bufs[p_->vals[t].buf].ld;
-  site.desc.a_type = site.desc.w_type = site.desc.c_type = p_->act;
-  site.desc.compute = p_->compute;
   site.desc.epilogue = cuda::GemmEpilogue::kBias;
-  site.desc.align = std::min(AlignOfOffset(p_->vals[xl].col * p_->bufs[p_->vals[xl].buf].elem),
-                             AlignOfOffset(p_->vals[t].col * p_->bufs[p_->vals[t].buf].elem));
-  site.wt = AddPaddedWeight(*w->constant, Kp, K, p_->vals[xl], /*transposed=*/true);
   site.skinny_epi = cuda::SkinnyEpilogue::kCross;
   site.x0 = x0;
   site.xl = xl;
