@@ -52,11 +52,17 @@ void RegisterEngineLoader(const std::string& backend, EngineLoaderFn loader) {
 
 StatusOr<std::unique_ptr<InferenceEngine>> LoadInferenceEngine(const std::string& path,
                                                                const EngineLoadOptions& options) {
-  // The header alone says which runtime to use; the chosen runtime validates the rest.
-  // Fully validated (checksum first), so a corrupt file is reported as such, not as bad JSON.
-  ASSIGN_OR_RETURN(auto probe, engine::LoadEngine(path));
-  const std::string backend = probe->program().meta.backend;
-  probe.reset();
+  // The metadata says which runtime to use; that runtime's loader validates the whole file
+  // (checksum included), so the weights are hashed once. A probe that fails is answered with the
+  // full load's error, so a corrupt file is reported as such (checksum first), not as bad JSON.
+  std::string backend;
+  {
+    engine::Expectations metadata_only;
+    metadata_only.verify_checksum = false;
+    auto probe = engine::LoadEngine(path, metadata_only);
+    if (!probe.ok()) return engine::LoadEngine(path).status();
+    backend = (*probe)->program().meta.backend;
+  }
   if (backend != "cpu") {
     EngineLoaderFn loader;
     {
