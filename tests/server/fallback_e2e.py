@@ -8,14 +8,13 @@ flag, and the sampled request log."""
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_http import request as http_request  # noqa: E402
+from e2e_http import Server  # noqa: E402
 
 FAILS = []
 
@@ -24,39 +23,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         FAILS.append(what)
-
-
-class Server:
-    def __init__(self, clickrt, repo, extra, log):
-        self.proc = subprocess.Popen(
-            [clickrt, "serve", "--repo", repo, "--http-port", "0", "--grpc-port", "0"] + extra,
-            stdout=subprocess.PIPE, stderr=log, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("serving"):
-            raise RuntimeError("server did not start: %r" % line)
-        self.port = int(line.split()[1].rsplit(":", 1)[1])
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def request(self, method, path, body=None):
-        return http_request(self.port, method, path, body)
-
-    def metric(self, name, **labels):
-        """Sum of the samples of `name` whose labels include `labels`."""
-        _, text = self.request("GET", "/metrics")
-        total, found = 0.0, False
-        for line in text.splitlines():
-            m = re.match(r"^%s\{([^}]*)\} (\S+)$" % re.escape(name), line)
-            if not m:
-                continue
-            got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-            if all(got.get(k) == v for k, v in labels.items()):
-                total += float(m.group(2))
-                found = True
-        return total if found else None
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
 
 
 def main():

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_http import request as http_request  # noqa: E402
+from e2e_http import Server  # noqa: E402
 
 FAILS = []
 TOKEN = "t0ken-for-tests"
@@ -28,26 +28,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         FAILS.append(what)
-
-
-class Server:
-    def __init__(self, clickrt, repo, extra, log, env):
-        self.proc = subprocess.Popen(
-            [clickrt, "serve", "--repo", repo, "--http-port", "0", "--grpc-port", "0"] + extra,
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        line = self.proc.stdout.readline()
-        if not line.startswith("serving"):
-            raise RuntimeError("server did not start: %r" % line)
-        self.port = int(line.split()[1].rsplit(":", 1)[1])
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def request(self, method, path, body=None, token=TOKEN):
-        headers = {"Authorization": "Bearer " + token} if token else {}
-        return http_request(self.port, method, path, body, headers, timeout=60)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def make_version(deepfm, d, onnx_path=None):
@@ -143,11 +123,11 @@ def main():
         make_version(deepfm, os.path.join(repo, "deepfm", "1"))
         # The token through the environment (the recommended way: not visible in `ps`).
         srv = Server(args.clickrt, repo, ["--features", features],
-                     log, dict(env, CLICKRT_ADMIN_TOKEN=TOKEN))
+                     log, dict(env, CLICKRT_ADMIN_TOKEN=TOKEN), token=TOKEN, timeout=60)
         servers.append(srv)
 
         # --- Admin security -------------------------------------------------------------------
-        off = Server(args.clickrt, repo, [], log, env)
+        off = Server(args.clickrt, repo, [], log, env, token=TOKEN, timeout=60)
         servers.append(off)
         st_load = off.request("POST", "/v2/repository/models/deepfm/load", {"version": "1"})[0]
         st_index = off.request("GET", "/v2/repository/index")[0]
@@ -298,7 +278,7 @@ def main():
         check(st == 404, "canary of a missing version -> 404 (%d)" % st)
 
         # --- Polling ---------------------------------------------------------------------------
-        poll = Server(args.clickrt, repo, ["--poll-interval-s", "0.5"], log, env)
+        poll = Server(args.clickrt, repo, ["--poll-interval-s", "0.5"], log, env, token=TOKEN, timeout=60)
         servers.append(poll)
         make_version(deepfm, os.path.join(repo, "deepfm", "6"))
         shutil.rmtree(os.path.join(repo, "deepfm", "2"))

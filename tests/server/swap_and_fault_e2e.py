@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_http import request as http_request  # noqa: E402
+from e2e_http import Server  # noqa: E402
 
 TOKEN = "swap-and-fault"
 
@@ -52,21 +52,14 @@ def main():
                            check=True, capture_output=True)
         # v2 waits outside the repository until the admin API loads it.
         os.rename(os.path.join(work, "repo", "deepfm", "2"), os.path.join(work, "v2"))
-        server = subprocess.Popen([args.clickrt, "serve", "--repo", os.path.join(work, "repo"), "--http-port", "0",
-                                   "--grpc-port", "-1", "--features", features, "--fault-injection",
-                                   "--admin-token", TOKEN, "--gpu-probe-interval-ms", "100",
-                                   "--gpu-deadline-ms", "1000"],
-                                  stdout=subprocess.PIPE, stderr=log, text=True)
-        line = server.stdout.readline()
-        if not line.startswith("serving"):
-            raise RuntimeError("server did not start: %r" % line)
-        port = int(line.split()[1].rsplit(":", 1)[1])
-        auth = {"Authorization": "Bearer " + TOKEN}
+        server = Server(args.clickrt, os.path.join(work, "repo"),
+                        ["--features", features, "--fault-injection", "--admin-token", TOKEN,
+                         "--gpu-probe-interval-ms", "100", "--gpu-deadline-ms", "1000"], log, token=TOKEN)
 
-        def call(method, path, body=None, headers=None):
-            return http_request(port, method, path, body, headers)
+        def call(method, path, body=None):
+            return server.request(method, path, body)
 
-        lt = subprocess.Popen([args.clickrt, "loadtest", "--url", "http://127.0.0.1:%d" % port, "--features",
+        lt = subprocess.Popen([args.clickrt, "loadtest", "--url", server.url, "--features",
                                features, "--mode", "closed", "--clients", "8", "--duration", "8",
                                "--candidates", "50", "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -75,10 +68,10 @@ def main():
         check(st == 200, "inject cuda_error into v1 under load: %d %s" % (st, out))
         time.sleep(1.0)
         shutil.move(os.path.join(work, "v2"), os.path.join(work, "repo", "deepfm", "2"))
-        st, out = call("POST", "/v2/repository/models/deepfm/load", {"version": "2"}, auth)
+        st, out = call("POST", "/v2/repository/models/deepfm/load", {"version": "2"})
         check(st == 200, "load v2 while v1 is faulted: %d %s" % (st, out))
         time.sleep(1.0)
-        st, out = call("POST", "/v2/repository/models/deepfm/unload", {"version": "1"}, auth)
+        st, out = call("POST", "/v2/repository/models/deepfm/unload", {"version": "1"})
         check(st == 200, "unload the faulted v1: %d %s" % (st, out))
         st, out = call("POST", "/v2/debug/fault", {"model": "deepfm", "kind": "cuda_error"})
         check(st == 200, "inject cuda_error into v2: %d %s" % (st, out))
@@ -90,14 +83,15 @@ def main():
         print("     loadtest:", json.dumps({k: rep[k] for k in ("requests", "ok", "errors", "errors_by_kind", "qps")}))
         check(rep["requests"] >= 1000, "thousands of requests under load (%d)" % rep["requests"])
         check(rep["errors"] == 0, "zero failed requests across the fault, the load and the unload")
-        st, out = call("GET", "/v2/repository/index", None, auth)
+        st, out = call("GET", "/v2/repository/index")
         served = sorted(e["version"] for e in out if e.get("name") == "deepfm" and e.get("state") == "READY")
         check(served == ["2"], "deepfm serves v2 only afterwards: %s" % served)
     finally:
-        for p in (lt, server):
-            if p and p.poll() is None:
-                p.terminate()
-                p.wait(timeout=30)
+        if lt and lt.poll() is None:
+            lt.terminate()
+            lt.wait(timeout=30)
+        if server:
+            server.stop()
         log.close()
         if fails:
             print(open(os.path.join(work, "server.log")).read()[-3000:])
