@@ -3,6 +3,7 @@
 
 #include "clickrt_rank.grpc.pb.h"
 #include "grpc_predict_v2.grpc.pb.h"
+#include "server/canary_routing.h"
 #include "server/kserve_proto_codec.h"
 #include "server/server_state.h"
 
@@ -144,8 +145,18 @@ class InferenceService final : public inference::GRPCInferenceService::Service {
       ASSIGN_OR_RETURN(auto mv, s_->repo->Find(req->model_name(), req->model_version()));
       call.Label(*mv);
       ASSIGN_OR_RETURN(InferRequest decoded, DecodeInferProto(*req));
-      ASSIGN_OR_RETURN(auto out, mv->Infer(std::move(decoded.inputs)));
-      return EncodeInferProto(mv->name, mv->version, decoded, out, r);
+      const bool routed = req->model_version().empty();  // canaries see these only
+      if (routed) {
+        RouteCanary(s_, InferRoutingKey(decoded.id), &mv);
+        call.Label(*mv);
+      }
+      auto out = mv->Infer(std::move(decoded.inputs));
+      if (routed) {
+        ObserveCanary(s_, mv->name, mv->version, !out.ok(), call.start,
+                      out.ok() ? InferCtrs(*mv, *out) : std::vector<float>());
+      }
+      if (!out.ok()) return out.status();
+      return EncodeInferProto(mv->name, mv->version, decoded, *out, r);
     });
   }
 
@@ -171,17 +182,30 @@ class RankingService final : public clickrt::Ranking::Service {
       if (q.candidates.empty()) return InvalidArgument("candidates is empty");
       if (req->k() < 0) return InvalidArgument("k must not be negative");
       q.k = req->k();
-      if (auto mv = s_->ranker->Resolve(q); mv.ok()) call.Label(**mv);
-      ASSIGN_OR_RETURN(RankResponse ranked, s_->ranker->Rank(q));
-      r->set_model(ranked.model);
-      r->set_version(ranked.version);
-      for (const RankResult& x : ranked.results) {
+      const bool routed = q.version.empty();  // canaries see these only
+      auto mv = s_->ranker->Resolve(q);
+      if (mv.ok()) {
+        if (routed) RouteRankCanary(s_, &q, &*mv);
+        call.Label(**mv);
+      }
+      auto ranked = s_->ranker->Rank(q);
+      if (routed && mv.ok()) {
+        std::vector<float> ctrs;
+        if (ranked.ok()) {
+          for (const RankResult& x : ranked->results) ctrs.push_back(x.ctr);
+        }
+        ObserveCanary(s_, call.model, call.version, !ranked.ok(), call.start, ctrs);
+      }
+      if (!ranked.ok()) return ranked.status();
+      r->set_model(ranked->model);
+      r->set_version(ranked->version);
+      for (const RankResult& x : ranked->results) {
         auto* o = r->add_results();
         o->set_ad_id(x.ad_id);
         o->set_ctr(x.ctr);
       }
-      r->set_missing_features(ranked.missing_features);
-      r->set_candidates(ranked.candidates);
+      r->set_missing_features(ranked->missing_features);
+      r->set_candidates(ranked->candidates);
       return Status::Ok();
     });
   }

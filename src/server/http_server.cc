@@ -2,8 +2,8 @@
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
-#include <random>
 
+#include "server/canary_routing.h"
 #include "server/health.h"
 #include "server/kserve_codec.h"
 #include "server/server_state.h"
@@ -109,22 +109,6 @@ Reply ModelReady(ServerState* s, const httplib::Request& req) {
   return r;
 }
 
-// Feeds the model's canary, if one runs, with a request that named no version.
-void ObserveCanary(ServerState* s, const std::string& model, const std::string& version,
-                   bool failed, Clock::time_point start, const std::vector<float>& ctrs) {
-  s->canary->Observe(model, version, failed,
-                     std::chrono::duration<double>(Clock::now() - start).count(), ctrs.data(),
-                     ctrs.size());
-}
-
-// The candidate of a running canary for this routing key, else `mv` unchanged.
-void RouteCanary(ServerState* s, const std::string& key,
-                 StatusOr<std::shared_ptr<const ModelVersion>>* mv) {
-  const std::string candidate = s->canary->Route((**mv)->name, key);
-  if (candidate.empty()) return;
-  if (auto c = s->repo->Find((**mv)->name, candidate); c.ok()) *mv = std::move(c);
-}
-
 Reply Infer(ServerState* s, const httplib::Request& req) {
   const auto start = Clock::now();
   auto mv = FindModel(s, req);
@@ -132,10 +116,7 @@ Reply Infer(ServerState* s, const httplib::Request& req) {
   auto decoded = DecodeInferJson(req.body);
   if (!decoded.ok()) return ErrorReply(decoded.status(), For(**mv));
   const bool routed = Match(req, 2).empty();  // canaries see requests that name no version
-  if (routed) {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    RouteCanary(s, decoded->id.empty() ? std::to_string(rng()) : decoded->id, &mv);
-  }
+  if (routed) RouteCanary(s, InferRoutingKey(decoded->id), &*mv);
   const ModelVersion& m = **mv;
   Reply labels = For(m);
   auto out = m.Infer(std::move(decoded->inputs));
@@ -143,16 +124,7 @@ Reply Infer(ServerState* s, const httplib::Request& req) {
     if (routed) ObserveCanary(s, m.name, m.version, true, start, {});
     return ErrorReply(out.status(), labels);
   }
-  if (routed) {
-    std::vector<float> ctrs;
-    auto score = out->find(m.config.score_output);
-    if (score != out->end() && score->second.dtype() == DType::kFloat32 &&
-        score->second.rank() >= 1 && score->second.dim(0) > 0) {
-      const int64_t rows = score->second.dim(0), width = score->second.size() / rows;
-      for (int64_t r = 0; r < rows; ++r) ctrs.push_back(score->second.data<float>()[r * width]);
-    }
-    ObserveCanary(s, m.name, m.version, false, start, ctrs);
-  }
+  if (routed) ObserveCanary(s, m.name, m.version, false, start, InferCtrs(m, *out));
   auto body = EncodeInferJson(m.name, m.version, decoded->id, *out, decoded->outputs);
   if (!body.ok()) return ErrorReply(body.status(), labels);
   labels.body = std::move(body).value();
@@ -167,13 +139,7 @@ Reply Rank(ServerState* s, const httplib::Request& req) {
   const bool routed = decoded->version.empty();
   auto mv = s->ranker->Resolve(*decoded);
   if (mv.ok()) {
-    // Sticky by user: the same user sees one version for the whole canary window.
-    // Only a candidate is named: naming the default would fail if it were unloaded meanwhile.
-    if (routed) {
-      const std::string before = (*mv)->version;
-      RouteCanary(s, decoded->user_id, &mv);
-      if ((*mv)->version != before) decoded->version = (*mv)->version;
-    }
+    if (routed) RouteRankCanary(s, &*decoded, &*mv);
     labels.model = (*mv)->name;
     labels.version = (*mv)->version;
   }

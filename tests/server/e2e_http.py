@@ -36,7 +36,9 @@ class Server:
         line = self.proc.stdout.readline()
         if not line.startswith("serving"):
             raise RuntimeError("server did not start: %r" % line)
+        # "serving http://127.0.0.1:P grpc 127.0.0.1:Q"
         self.port = int(line.split()[1].rsplit(":", 1)[1])
+        self.grpc_addr = line.split()[3] if len(line.split()) > 3 else None
         self.url = "http://127.0.0.1:%d" % self.port
         self.token, self.timeout = token, timeout
 

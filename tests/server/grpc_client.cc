@@ -5,13 +5,31 @@
 //   clickrt_grpc_client ADDR infer MODEL [raw]     KServe JSON infer body on stdin
 //   clickrt_grpc_client ADDR rank                  /v1/rank JSON body on stdin
 //   clickrt_grpc_client ADDR garbage               bytes that are not a ModelInferRequest
+//   clickrt_grpc_client ADDR batch                 stdin: [{"rpc": "rank"|"infer", "model": M,
+//                                                  "raw": bool, "body": {...}}, ...], sent in
+//                                                  order; prints [{"code","message","version"}]
+//   clickrt_grpc_client ADDR drive                 stdin: {"model", "users", "items",
+//                                                  "candidates", "threads", "max_s", "stop_file",
+//                                                  "infer": body (optional)}: unversioned Rank
+//                                                  (and, with "infer", every 4th a ModelInfer
+//                                                  with id "req-<user>") for random users until
+//                                                  stop_file exists or max_s passes; prints the
+//                                                  counts by version and the errors
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <iterator>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+#include <vector>
 
 #include "clickrt_rank.grpc.pb.h"
 #include "grpc_predict_v2.grpc.pb.h"
@@ -37,6 +55,7 @@ json Infer(inference::GRPCInferenceService::Stub& stub, const std::string& model
   inference::ModelInferRequest req;
   req.set_model_name(model);
   if (body.contains("version")) req.set_model_version(body["version"].get<std::string>());
+  if (body.contains("id")) req.set_id(body["id"].get<std::string>());
   for (const json& in : body["inputs"]) {
     auto* t = req.add_inputs();
     t->set_name(in["name"].get<std::string>());
@@ -110,11 +129,90 @@ json Rank(clickrt::Ranking::Stub& stub, const json& body) {
   return out;
 }
 
+// Each request of `items` in order over one channel; the answering version of each.
+json Batch(const std::shared_ptr<grpc::Channel>& channel, const json& items) {
+  auto kserve = inference::GRPCInferenceService::NewStub(channel);
+  auto ranking = clickrt::Ranking::NewStub(channel);
+  json out = json::array();
+  for (const json& it : items) {
+    const json& body = it["body"];
+    json r = it.value("rpc", "") == "infer"
+                 ? Infer(*kserve, it["model"].get<std::string>(), it.value("raw", false), body)
+                 : Rank(*ranking, body);
+    out.push_back({{"code", r["code"]},
+                   {"message", r["message"]},
+                   {"version", r.contains("model_version") ? r["model_version"] : r["version"]}});
+  }
+  return out;
+}
+
+// Load from `threads` threads until `stop_file` exists or `max_s` passes.
+json Drive(const std::shared_ptr<grpc::Channel>& channel, const json& cfg) {
+  const auto users = cfg["users"].get<std::vector<std::string>>();
+  const auto items = cfg["items"].get<std::vector<std::string>>();
+  const std::string model = cfg.value("model", "");
+  const size_t candidates = std::min<size_t>(cfg.value("candidates", 20), items.size());
+  const int threads = cfg.value("threads", 4);
+  const double max_s = cfg.value("max_s", 60.0);
+  const std::string stop_file = cfg.value("stop_file", "");
+  const json infer = cfg.value("infer", json());
+  std::mutex mu;
+  std::map<std::string, std::map<std::string, int64_t>> by_version;  // rpc -> version -> count
+  int64_t requests = 0, errors = 0;
+  json error_messages = json::array();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::atomic<bool> stop{false};
+  auto worker = [&](int seed) {
+    auto kserve = inference::GRPCInferenceService::NewStub(channel);
+    auto ranking = clickrt::Ranking::NewStub(channel);
+    std::mt19937_64 rng(static_cast<uint64_t>(seed) * 7919 + 1);
+    for (int64_t n = 0; !stop.load(); ++n) {
+      const std::string& user = users[rng() % users.size()];
+      json r;
+      std::string rpc;
+      if (!infer.is_null() && n % 4 == 3) {
+        json body = infer;
+        body["id"] = "req-" + user;
+        r = Infer(*kserve, model, false, body);
+        rpc = "infer";
+      } else {
+        json body = {{"model", model}, {"user_id", user}, {"candidates", json::array()}};
+        for (size_t i = 0; i < candidates; ++i)
+          body["candidates"].push_back(items[rng() % items.size()]);
+        r = Rank(*ranking, body);
+        rpc = "rank";
+      }
+      std::lock_guard lock(mu);
+      ++requests;
+      if (r["code"].get<int>() != 0) {
+        ++errors;
+        if (error_messages.size() < 5) error_messages.push_back(r["message"]);
+      } else {
+        ++by_version[rpc][rpc == "infer" ? r["model_version"].get<std::string>()
+                                         : r["version"].get<std::string>()];
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int i = 0; i < threads; ++i) pool.emplace_back(worker, i);
+  while (!stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s >= max_s || (!stop_file.empty() && std::filesystem::exists(stop_file))) stop = true;
+  }
+  for (auto& t : pool) t.join();
+  return {{"requests", requests},
+          {"errors", errors},
+          {"error_messages", error_messages},
+          {"by_version", by_version}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: clickrt_grpc_client ADDR health|infer|rank|garbage [MODEL] [raw]\n";
+    std::cerr << "usage: clickrt_grpc_client ADDR health|infer|rank|garbage|batch|drive [MODEL] "
+                 "[raw]\n";
     return 2;
   }
   auto channel = grpc::CreateChannel(argv[1], grpc::InsecureChannelCredentials());
@@ -191,6 +289,14 @@ int main(int argc, char** argv) {
   if (cmd == "infer" && argc > 3) {
     std::cout << Infer(*kserve, argv[3], argc > 4 && std::string(argv[4]) == "raw", body).dump()
               << "\n";
+    return 0;
+  }
+  if (cmd == "batch") {
+    std::cout << Batch(channel, body).dump() << "\n";
+    return 0;
+  }
+  if (cmd == "drive") {
+    std::cout << Drive(channel, body).dump() << "\n";
     return 0;
   }
   if (cmd == "rank") {
