@@ -5,16 +5,22 @@
 // "I3" -> "12"); the schema (features/schema.h) turns raw values into model inputs. Keys are
 // namespaced by the caller: "user:<id>", "item:<ad id>".
 //
+// Reads hand out stored rows shared, never copied: a StoredRow is immutable once made, and a
+// write never changes a row a reader holds; it makes the merged row anew and swaps it in. So a
+// reader may keep what it got (and what was derived from it, such as the row's encoding for a
+// schema, cached on the row) for as long as it likes without seeing it change or go stale.
+//
 // Every call takes a deadline (an absolute steady_clock time): a store that cannot answer by then
 // returns DeadlineExceeded, never blocks past it. A key that does not exist is not an error: its
-// slot in the result is std::nullopt (the caller counts it as a miss and uses the schema defaults).
+// slot in the result is null (the caller counts it as a miss and uses the schema defaults).
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,16 +31,45 @@ namespace clickrt::features {
 using Clock = std::chrono::steady_clock;
 using FeatureRow = std::map<std::string, std::string>;
 
+class EncodedRow;  // a row encoded for one schema (features/schema.h)
+
+// A row as a store hands it out. Immutable; shared by every reader that got it.
+class StoredRow {
+ public:
+  explicit StoredRow(FeatureRow values) : values_(std::move(values)) {}
+  ~StoredRow();  // frees the encodings (in features/schema.cc, with the code that makes them)
+  StoredRow(const StoredRow&) = delete;
+  StoredRow& operator=(const StoredRow&) = delete;
+
+  const FeatureRow& values() const { return values_; }
+
+  // The row's encodings for up to kEncodingSlots schemas, made on first use by Schema::Encoded
+  // and freed with the row (the row never changes, so neither does an encoding of it). Only
+  // features/schema.cc reads and writes these; the protocol is there.
+  struct EncodingSlot {
+    std::atomic<uint64_t> schema{0};  // the schema whose encoding the slot holds; 0: none
+    std::atomic<const EncodedRow*> encoding{nullptr};
+  };
+  static constexpr int kEncodingSlots = 4;
+  EncodingSlot& encoding_slot(int i) const { return encodings_[static_cast<size_t>(i)]; }
+
+ private:
+  mutable std::array<EncodingSlot, kEncodingSlots> encodings_;  // first: read on every request
+  const FeatureRow values_;
+};
+using RowPtr = std::shared_ptr<const StoredRow>;
+
 class FeatureStore {
  public:
   virtual ~FeatureStore() = default;
 
-  // One result per key, in order. Thread-safe.
-  virtual StatusOr<std::vector<std::optional<FeatureRow>>> MultiGet(
-      const std::vector<std::string>& keys, Clock::time_point deadline) = 0;
+  // One result per key, in order; null where the key does not exist. Thread-safe.
+  virtual StatusOr<std::vector<RowPtr>> MultiGet(const std::vector<std::string>& keys,
+                                                 Clock::time_point deadline) = 0;
 
   // Writes rows (bulk load; tests). A row is merged into the stored one: the fields it names are
-  // overwritten, the others kept (Redis HSET semantics). Thread-safe.
+  // overwritten, the others kept (Redis HSET semantics); rows already handed out keep their
+  // values. Thread-safe.
   virtual Status MultiPut(const std::vector<std::pair<std::string, FeatureRow>>& rows,
                           Clock::time_point deadline) = 0;
 

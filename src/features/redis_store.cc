@@ -156,9 +156,9 @@ class RedisStore final : public FeatureStore {
     return Status::Ok();
   }
 
-  StatusOr<std::vector<std::optional<FeatureRow>>> MultiGet(const std::vector<std::string>& keys,
-                                                            Clock::time_point deadline) override {
-    std::vector<std::optional<FeatureRow>> out(keys.size());
+  StatusOr<std::vector<RowPtr>> MultiGet(const std::vector<std::string>& keys,
+                                         Clock::time_point deadline) override {
+    std::vector<RowPtr> out(keys.size());
     if (keys.empty()) return out;
     Status status = WithConnection(deadline, [&](Connection& conn) -> Status {
       for (const auto& key : keys) conn.Append({"HGETALL", options_.key_prefix + key});
@@ -187,7 +187,7 @@ class RedisStore final : public FeatureStore {
           const redisReply* value = reply->element[e + 1];
           row.emplace(std::string(name->str, name->len), std::string(value->str, value->len));
         }
-        out[i] = std::move(row);
+        out[i] = std::make_shared<const StoredRow>(std::move(row));
       }
       return first_error;
     });

@@ -2,14 +2,18 @@
 // and schema.py exactly (val_inputs/*.pb of every bundled model are the test of that).
 #include "features/schema.h"
 
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace clickrt::features {
 namespace {
@@ -270,16 +274,7 @@ StatusOr<Input> ParseInput(const std::string& source, size_t index, const json& 
   return in;
 }
 
-// ---- assembly ----
-
-const std::string* Lookup(const std::vector<const FeatureRow*>& layers, const std::string& name) {
-  for (const FeatureRow* row : layers) {
-    if (row == nullptr) continue;
-    auto it = row->find(name);
-    if (it != row->end()) return &it->second;
-  }
-  return nullptr;
-}
+// ---- encoding ----
 
 // One raw token -> id, counting what did not encode. `token` is not empty.
 int64_t EncodeToken(const Field& f, std::string_view token, AssemblyStats* stats) {
@@ -350,15 +345,225 @@ float DenseValue(const Field& f, const std::string* value, AssemblyStats* stats)
   return f.log1p_relu ? std::log1p(std::max(v, 0.0f)) : v;
 }
 
+// One field value -> its columns at `out` (the input's dtype), counting into `stats`. `value` is
+// null when absent. Empty counts as missing, except for a sequence (an empty history).
+void EncodeValue(const Field& f, DType dtype, const std::string* value, void* out,
+                 AssemblyStats* stats) {
+  if (value == nullptr || (value->empty() && f.kind != Kind::kSequence)) {
+    ++stats->missing;
+    value = nullptr;
+  }
+  switch (dtype) {
+    case DType::kFloat32:
+      *static_cast<float*>(out) = DenseValue(f, value, stats);
+      break;
+    case DType::kInt64:
+      FillIds(f, value, static_cast<int64_t*>(out), stats);
+      break;
+    case DType::kInt32:
+      FillIds(f, value, static_cast<int32_t*>(out), stats);
+      break;
+    default:  // Parse admits no other dtype
+      break;
+  }
+}
+
+// What one encoded value counted (AssemblyStats without rows).
+struct Counts {
+  int32_t missing = 0, out_of_vocab = 0, invalid = 0;
+};
+
+// What a value fills: field slots first (schema order), then one slot per derived field for the
+// value derived from a row's "hour".
+struct Slot {
+  const Field* field = nullptr;
+  size_t field_index = 0;  // the field slot it fills (itself for a field slot)
+  size_t input = 0;
+  DType dtype = DType::kUndefined;
+  size_t column_bytes = 0;  // offset of the field's first column in a tensor row
+  size_t bytes = 0;         // its columns
+};
+
+// Copies one slot's columns: one load and store for the common single column.
+inline void CopyColumns(unsigned char* to, const unsigned char* from, size_t bytes) {
+  switch (bytes) {
+    case 4:
+      std::memcpy(to, from, 4);
+      break;
+    case 8:
+      std::memcpy(to, from, 8);
+      break;
+    default:
+      std::memcpy(to, from, bytes);
+      break;
+  }
+}
+
 }  // namespace
+
+// What a row gives, encoded: one entry per slot it fills (a field it holds; a derived field's
+// value from its "hour"), in slot order. Columns of up to 8 bytes sit in the entry itself; wider
+// ones (sequences) in `wide`. An entry whose encoding counted something has its Counts in
+// `counts`. The entries of a row of up to kInline values (an item row) sit in the object itself,
+// so what assembly reads per candidate is a few adjacent cache lines.
+class EncodedRow {
+ public:
+  struct Entry {
+    uint32_t slot = 0;
+    uint32_t counts = kNone;  // index in `counts`
+    uint64_t columns = 0;     // the columns (<= 8 bytes), else their offset in `wide`
+    static constexpr uint32_t kNone = 0xffffffffu;
+  };
+  static constexpr size_t kInline = 8;
+
+  // What assembly reads for every row first: the id, the size and the inline entries.
+  uint64_t schema_id = 0;
+
+  const Entry* begin() const { return size_ <= kInline ? inline_ : more_.data(); }
+  const Entry* end() const { return begin() + size_; }
+  void Add(const Entry& e) {
+    if (size_ < kInline) {
+      inline_[size_] = e;
+    } else {
+      if (size_ == kInline) more_.assign(inline_, inline_ + kInline);
+      more_.push_back(e);
+    }
+    ++size_;
+  }
+  const unsigned char* Columns(const Entry& e, size_t bytes) const {
+    return bytes <= sizeof e.columns ? reinterpret_cast<const unsigned char*>(&e.columns)
+                                     : wide.data() + e.columns;
+  }
+
+ private:
+  size_t size_ = 0;
+  Entry inline_[kInline];
+
+ public:
+  std::vector<Counts> counts;
+  std::vector<unsigned char> wide;
+
+ private:
+  std::vector<Entry> more_;  // all entries, once there are more than kInline
+};
+
+// The schemas alive (Parse registers one, ~Schema removes it): a stored row's encoding slot
+// held by a schema that is gone may be reused (nothing can read that encoding any more).
+class LiveSchemas {
+ public:
+  static LiveSchemas& Get() {
+    static LiveSchemas* live = new LiveSchemas;  // never destroyed: schemas may outlive main
+    return *live;
+  }
+  void Add(uint64_t id) {
+    std::lock_guard lock(mutex_);
+    ids_.insert(id);
+  }
+  void Remove(uint64_t id) {
+    std::lock_guard lock(mutex_);
+    ids_.erase(id);
+  }
+  bool Alive(uint64_t id) {
+    std::lock_guard lock(mutex_);
+    return ids_.count(id) != 0;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_set<uint64_t> ids_;
+};
+
+constexpr uint64_t kSlotClaimed = ~uint64_t{0};  // a slot being filled
 
 struct Schema::Impl {
   std::string source;
   std::vector<Input> inputs;
+  uint64_t id = 0;  // which schema encoded a row (unique in the process, never reused)
+  std::vector<Slot> slots;
+  size_t field_slots = 0;
+  // Every field's value when no source gives one (its default, counted missing).
+  std::vector<std::vector<unsigned char>> absent;
+
+  void MakeSlots();
+  // Appends slot `i`'s entry for `value` to `out`; `invalid` more is counted (an hour that
+  // gives no derived value).
+  void AddEntry(size_t i, const std::string* value, int32_t invalid, EncodedRow* out) const;
+  EncodedRowPtr EncodeRow(const FeatureRow& row) const;
 };
 
+void Schema::Impl::MakeSlots() {
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const size_t elem = DTypeSize(inputs[k].dtype);
+    for (const Field& f : inputs[k].fields) {
+      Slot s;
+      s.field = &f;
+      s.field_index = slots.size();
+      s.input = k;
+      s.dtype = inputs[k].dtype;
+      s.column_bytes = static_cast<size_t>(f.offset) * elem;
+      s.bytes = static_cast<size_t>(f.length) * elem;
+      slots.push_back(s);
+    }
+  }
+  field_slots = slots.size();
+  for (size_t i = 0; i < field_slots; ++i) {
+    if (slots[i].field->derive != Derive::kNone) slots.push_back(slots[i]);
+  }
+  for (size_t i = 0; i < field_slots; ++i) {
+    AssemblyStats unused;
+    absent.emplace_back(slots[i].bytes);
+    EncodeValue(*slots[i].field, slots[i].dtype, nullptr, absent.back().data(), &unused);
+  }
+}
+
+void Schema::Impl::AddEntry(size_t i, const std::string* value, int32_t invalid,
+                            EncodedRow* out) const {
+  const Slot& s = slots[i];
+  EncodedRow::Entry e;
+  e.slot = static_cast<uint32_t>(i);
+  AssemblyStats st;
+  st.invalid = invalid;
+  if (s.bytes <= sizeof e.columns) {
+    alignas(8) unsigned char columns[sizeof e.columns] = {};
+    EncodeValue(*s.field, s.dtype, value, columns, &st);
+    std::memcpy(&e.columns, columns, sizeof columns);
+  } else {
+    e.columns = out->wide.size();
+    out->wide.resize(out->wide.size() + s.bytes);
+    EncodeValue(*s.field, s.dtype, value, out->wide.data() + e.columns, &st);
+  }
+  if (st.missing != 0 || st.out_of_vocab != 0 || st.invalid != 0) {
+    e.counts = static_cast<uint32_t>(out->counts.size());
+    out->counts.push_back({static_cast<int32_t>(st.missing), static_cast<int32_t>(st.out_of_vocab),
+                           static_cast<int32_t>(st.invalid)});
+  }
+  out->Add(e);
+}
+
+EncodedRowPtr Schema::Impl::EncodeRow(const FeatureRow& row) const {
+  auto out = std::make_shared<EncodedRow>();
+  out->schema_id = id;
+  if (row.empty()) return out;
+  for (size_t i = 0; i < field_slots; ++i) {
+    auto it = row.find(slots[i].field->name);
+    if (it != row.end()) AddEntry(i, &it->second, 0, out.get());
+  }
+  if (slots.size() > field_slots) {
+    auto hour = row.find("hour");
+    // The values derived fields take when no source holds the field itself.
+    for (size_t h = field_slots; hour != row.end() && h < slots.size(); ++h) {
+      if (auto derived = DeriveFromHour(slots[h].field->derive, hour->second)) {
+        AddEntry(h, &*derived, 0, out.get());
+      } else {
+        AddEntry(h, nullptr, 1, out.get());  // the default, counted missing, and invalid
+      }
+    }
+  }
+  return out;
+}
+
 Schema::Schema(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Schema::~Schema() = default;
+Schema::~Schema() { LiveSchemas::Get().Remove(impl_->id); }
 
 StatusOr<std::shared_ptr<const Schema>> Schema::Load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -395,6 +600,10 @@ StatusOr<std::shared_ptr<const Schema>> Schema::Parse(const std::string& json_te
     }
     impl->inputs.push_back(std::move(input));
   }
+  static std::atomic<uint64_t> next_id{1};
+  impl->id = next_id.fetch_add(1);
+  impl->MakeSlots();
+  LiveSchemas::Get().Add(impl->id);
   return std::shared_ptr<const Schema>(new Schema(std::move(impl)));
 }
 
@@ -420,86 +629,181 @@ std::vector<std::string> Schema::field_names() const {
   return names;
 }
 
-StatusOr<std::map<std::string, Tensor>> Schema::Assemble(
-    const std::vector<std::vector<const FeatureRow*>>& layers, AssemblyStats* stats) const {
-  AssemblyStats local;
-  AssemblyStats* st = stats != nullptr ? stats : &local;
-  const int64_t rows = static_cast<int64_t>(layers.size());
-  std::map<std::string, Tensor> out;
-  std::vector<Tensor*> tensors;
-  for (const Input& in : impl_->inputs) {
-    Dims dims = in.rank1 ? Dims{rows} : Dims{rows, in.width};
-    ASSIGN_OR_RETURN(Tensor t, Tensor::Zeros(in.dtype, dims));
-    tensors.push_back(&(out[in.name] = std::move(t)));
+EncodedRowPtr Schema::Encode(const FeatureRow& row) const { return impl_->EncodeRow(row); }
+
+// A slot's protocol. Reader: schema == mine (acquire), then the encoding is there and stays
+// (a slot changes hands only once its schema is gone, and the reader's is not). Writer: claims a
+// slot that is empty or whose schema is gone by CAS to kSlotClaimed, frees the encoding that was
+// there, stores its own, then publishes its schema (release).
+EncodedRowPtr Schema::Encoded(const StoredRow& row) const {
+  const uint64_t id = impl_->id;
+  for (int i = 0; i < StoredRow::kEncodingSlots; ++i) {
+    const StoredRow::EncodingSlot& slot = row.encoding_slot(i);
+    if (slot.schema.load(std::memory_order_acquire) == id) {
+      return EncodedRowPtr(EncodedRowPtr(), slot.encoding.load(std::memory_order_acquire));
+    }
   }
-  // The user row is the same object for every candidate of a ranking request: a field whose
-  // value is the very string the previous row used gets that row's encoded columns copied, with
-  // the same stats, instead of being encoded again.
-  struct Memo {
-    const std::string* value = nullptr;
-    AssemblyStats delta;
+  EncodedRowPtr made = impl_->EncodeRow(row.values());
+  for (int i = 0; i < StoredRow::kEncodingSlots; ++i) {
+    StoredRow::EncodingSlot& slot = row.encoding_slot(i);
+    uint64_t holder = slot.schema.load(std::memory_order_acquire);
+    if (holder == kSlotClaimed || (holder != 0 && LiveSchemas::Get().Alive(holder))) continue;
+    if (!slot.schema.compare_exchange_strong(holder, kSlotClaimed, std::memory_order_acq_rel)) {
+      continue;
+    }
+    auto* kept = new EncodedRow(*made);
+    delete slot.encoding.exchange(kept, std::memory_order_acq_rel);
+    slot.schema.store(id, std::memory_order_release);
+    return EncodedRowPtr(EncodedRowPtr(), kept);
+  }
+  return made;  // every slot held by another live schema
+}
+
+StoredRow::~StoredRow() {
+  for (EncodingSlot& slot : encodings_) delete slot.encoding.load(std::memory_order_acquire);
+}
+
+// Assembly. A field's value comes from the first source (front to back) that holds it; failing
+// that, for a derived field, from the first source holding "hour"; failing that, its default.
+// As ranks: held by layer l: l; derived from layer l's hour: depth + l; default: 2 * depth; the
+// lowest rank wins. Layers that are the same row for every batch row (a ranking request's
+// context and user) are resolved once into a base row; each batch row is the base row with the
+// entries of its own layers (the item) that outrank the base laid over it.
+StatusOr<std::map<std::string, Tensor>> Schema::Assemble(const AssemblyLayers& layers,
+                                                         AssemblyStats* stats) const {
+  const Impl& impl = *impl_;
+  const size_t depth = layers.depth;
+  if (depth == 0 || layers.rows.size() % depth != 0) {
+    return InvalidArgument(impl.source + ": " + std::to_string(layers.rows.size()) +
+                           " sources do not make rows of depth " + std::to_string(depth));
+  }
+  auto foreign = [&] {
+    return InvalidArgument(impl.source + ": a source row was encoded by another schema");
   };
-  std::vector<Memo> memo;
-  for (const Input& in : impl_->inputs) memo.resize(memo.size() + in.fields.size());
-  std::string derived;
-  for (int64_t r = 0; r < rows; ++r) {
-    size_t field_index = 0;
-    for (size_t k = 0; k < impl_->inputs.size(); ++k) {
-      const Input& in = impl_->inputs[k];
-      Tensor& t = *tensors[k];
-      const size_t elem = DTypeSize(in.dtype);
-      for (const Field& f : in.fields) {
-        Memo& m = memo[field_index++];
-        const std::string* value = Lookup(layers[r], f.name);
-        const int64_t at = r * in.width + f.offset;
-        if (value != nullptr && value == m.value) {
-          char* base = static_cast<char*>(t.raw());
-          std::memcpy(base + at * elem, base + (at - in.width) * elem, f.length * elem);
-          st->missing += m.delta.missing;
-          st->out_of_vocab += m.delta.out_of_vocab;
-          st->invalid += m.delta.invalid;
-          continue;
-        }
-        const AssemblyStats before = *st;
-        bool reusable = value != nullptr;  // not a derived value: `derived` is rewritten
-        if (value == nullptr && f.derive != Derive::kNone) {
-          if (const std::string* hour = Lookup(layers[r], "hour")) {
-            auto d = DeriveFromHour(f.derive, *hour);
-            if (d) {
-              derived = *d;
-              value = &derived;
-            } else {
-              ++st->invalid;
-            }
-          }
-        }
-        // A sequence that is present but empty is an empty history, not a missing one.
-        bool missing = value == nullptr || (value->empty() && f.kind != Kind::kSequence);
-        if (missing) {
-          ++st->missing;
-          value = nullptr;
-        }
-        switch (in.dtype) {
-          case DType::kFloat32:
-            t.data<float>()[at] = DenseValue(f, value, st);
-            break;
-          case DType::kInt64:
-            FillIds(f, value, t.data<int64_t>() + at, st);
-            break;
-          case DType::kInt32:
-            FillIds(f, value, t.data<int32_t>() + at, st);
-            break;
-          default:
-            return Internal(impl_->source + ": input '" + in.name + "' has an unexpected dtype");
-        }
-        m.value = reusable ? value : nullptr;
-        m.delta.missing = st->missing - before.missing;
-        m.delta.out_of_vocab = st->out_of_vocab - before.out_of_vocab;
-        m.delta.invalid = st->invalid - before.invalid;
+  const size_t rows = layers.rows.size() / depth;
+  std::map<std::string, Tensor> out;
+  std::vector<unsigned char*> base_of;  // per input: its tensor's data
+  std::vector<size_t> row_bytes;
+  for (const Input& in : impl.inputs) {
+    const int64_t n = static_cast<int64_t>(rows);
+    Dims dims = in.rank1 ? Dims{n} : Dims{n, in.width};
+    ASSIGN_OR_RETURN(Tensor t, Tensor::Zeros(in.dtype, dims));
+    Tensor& placed = out[in.name] = std::move(t);
+    base_of.push_back(static_cast<unsigned char*>(placed.raw()));
+    row_bytes.push_back(static_cast<size_t>(in.width) * DTypeSize(in.dtype));
+  }
+
+  // Which layers are the same row for every batch row.
+  std::vector<size_t> varying;
+  for (size_t l = 0; l < depth; ++l) {
+    for (size_t r = 1; r < rows; ++r) {
+      if (layers.rows[r * depth + l] != layers.rows[l]) {
+        varying.push_back(l);
+        break;
       }
     }
   }
-  st->rows += rows;
+  auto is_constant = [&](size_t l) {
+    return std::find(varying.begin(), varying.end(), l) == varying.end();
+  };
+  const size_t fields = impl.field_slots;
+  const uint32_t kDefault = static_cast<uint32_t>(2 * depth);
+  auto rank_of = [&](size_t l, uint32_t slot) {
+    return static_cast<uint32_t>(slot < fields ? l : depth + l);
+  };
+
+  // The base row: every field from the constant layers, or its default.
+  struct Winner {
+    uint32_t rank;
+    const unsigned char* columns;
+    Counts counts;
+  };
+  std::vector<Winner> base(fields);
+  for (size_t f = 0; f < fields; ++f) base[f] = {kDefault, impl.absent[f].data(), {1, 0, 0}};
+  if (rows > 0) {
+    for (size_t l = 0; l < depth; ++l) {
+      const EncodedRow* e = layers.rows[l];
+      if (e == nullptr || !is_constant(l)) continue;
+      if (e->schema_id != impl.id) return foreign();
+      for (const EncodedRow::Entry& entry : *e) {
+        const Slot& s = impl.slots[entry.slot];
+        const uint32_t rank = rank_of(l, entry.slot);
+        Winner& w = base[s.field_index];
+        if (rank >= w.rank) continue;
+        w = {rank, e->Columns(entry, s.bytes),
+             entry.counts == EncodedRow::Entry::kNone ? Counts() : e->counts[entry.counts]};
+      }
+    }
+  }
+  std::vector<std::vector<unsigned char>> base_row(impl.inputs.size());
+  for (size_t k = 0; k < impl.inputs.size(); ++k) base_row[k].resize(row_bytes[k]);
+  Counts base_counts;
+  for (size_t f = 0; f < fields; ++f) {
+    const Slot& s = impl.slots[f];
+    CopyColumns(base_row[s.input].data() + s.column_bytes, base[f].columns, s.bytes);
+    base_counts.missing += base[f].counts.missing;
+    base_counts.out_of_vocab += base[f].counts.out_of_vocab;
+    base_counts.invalid += base[f].counts.invalid;
+  }
+
+  int64_t missing = 0, out_of_vocab = 0, invalid = 0;
+  // Per batch row: the rank each field's value has so far, and what that value counted when it
+  // is not the base's.
+  std::vector<uint32_t> rank(fields);
+  for (size_t f = 0; f < fields; ++f) rank[f] = base[f].rank;
+  std::vector<Counts> counted(fields);
+  std::vector<uint32_t> touched;
+  touched.reserve(fields);
+  constexpr size_t kAhead = 4;  // rows whose sources are fetched into the cache ahead of use
+  for (size_t r = 0; r < rows; ++r) {
+    if (r + kAhead < rows) {
+      for (size_t l : varying) {
+        const EncodedRow* e = layers.rows[(r + kAhead) * depth + l];
+        if (e == nullptr) continue;
+        __builtin_prefetch(e);
+        __builtin_prefetch(reinterpret_cast<const char*>(e) + 64);
+      }
+    }
+    for (size_t k = 0; k < impl.inputs.size(); ++k) {
+      std::memcpy(base_of[k] + r * row_bytes[k], base_row[k].data(), row_bytes[k]);
+    }
+    missing += base_counts.missing;
+    out_of_vocab += base_counts.out_of_vocab;
+    invalid += base_counts.invalid;
+    for (size_t l : varying) {
+      const EncodedRow* e = layers.rows[r * depth + l];
+      if (e == nullptr) continue;
+      if (e->schema_id != impl.id) return foreign();
+      for (const EncodedRow::Entry& entry : *e) {
+        const Slot& s = impl.slots[entry.slot];
+        const uint32_t f = static_cast<uint32_t>(s.field_index);
+        const uint32_t rk = rank_of(l, entry.slot);
+        if (rk >= rank[f]) continue;
+        // Replaces the value this row had for f (the base's, or an earlier layer's).
+        const bool from_base = rank[f] == base[f].rank;
+        const Counts& was = from_base ? base[f].counts : counted[f];
+        missing -= was.missing;
+        out_of_vocab -= was.out_of_vocab;
+        invalid -= was.invalid;
+        if (from_base) touched.push_back(f);
+        rank[f] = rk;
+        CopyColumns(base_of[s.input] + r * row_bytes[s.input] + s.column_bytes,
+                    e->Columns(entry, s.bytes), s.bytes);
+        counted[f] = entry.counts == EncodedRow::Entry::kNone ? Counts() : e->counts[entry.counts];
+        missing += counted[f].missing;
+        out_of_vocab += counted[f].out_of_vocab;
+        invalid += counted[f].invalid;
+      }
+    }
+    for (uint32_t f : touched) rank[f] = base[f].rank;
+    touched.clear();
+  }
+  if (stats != nullptr) {
+    stats->rows += static_cast<int64_t>(rows);
+    stats->missing += missing;
+    stats->out_of_vocab += out_of_vocab;
+    stats->invalid += invalid;
+  }
   return out;
 }
 

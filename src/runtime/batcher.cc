@@ -1,6 +1,13 @@
 // The dynamic batcher. Workers share one queue (a FIFO per priority level) under one mutex; the
-// worker that finds a batch ready takes it, wakes the others (what is left may be the next
-// batch) and runs it without the lock.
+// worker that finds a batch ready takes it, wakes another idle one if requests are left (they
+// may be the next batch) and runs it without the lock.
+//
+// Wake-ups are kept to the ones that change something, since each costs a context switch on
+// the cores the engine runs on: of the idle workers, at most one (the timer) waits for the time
+// the queued batch is due; the others sleep until woken. A request wakes an idle worker only
+// when no worker times the queue yet, when it makes the batch ready, or when its own timeout
+// comes before the timer's wake-up. A busy worker looks at the queue again when its batch is
+// done, so while every worker is busy no request wakes anyone.
 #include "runtime/batcher.h"
 
 #include <algorithm>
@@ -93,10 +100,21 @@ struct DynamicBatcher::Impl {
   int64_t queued_rows = 0;
   bool stopping = false;
   std::vector<std::thread> workers;
+  int idle = 0;            // workers waiting on `cv`
+  bool timer_set = false;  // an idle worker waits for `timer_at`
+  TimePoint timer_at = TimePoint::max();
 
   void WorkerLoop();
   // Moves requests past their deadline to `expired`; returns the earliest remaining deadline.
   TimePoint ExpireLocked(TimePoint now, PendingList* expired);
+  // The batch the queue would give now: its first `count` requests (in priority then arrival
+  // order), whether it is due, else when it will be.
+  struct Plan {
+    size_t count = 0;
+    bool due = false;
+    TimePoint wake = TimePoint::max();
+  };
+  Plan PlanLocked(TimePoint now) const;
   // The batch to run now, or nothing and `*wake` = when to look again.
   PendingList TakeBatchLocked(TimePoint now, TimePoint* wake);
   void RunBatch(PendingList batch, TimePoint now);
@@ -121,11 +139,11 @@ TimePoint DynamicBatcher::Impl::ExpireLocked(TimePoint now, PendingList* expired
   return earliest;
 }
 
-PendingList DynamicBatcher::Impl::TakeBatchLocked(TimePoint now, TimePoint* wake) {
+DynamicBatcher::Impl::Plan DynamicBatcher::Impl::PlanLocked(TimePoint now) const {
   // The candidate: requests in priority then arrival order, whole, while they fit and match the
   // first one's signature.
+  Plan plan;
   int64_t rows = 0;
-  size_t count = 0;
   bool blocked = false;  // a queued request was left out: waiting cannot make this batch larger
   TimePoint oldest = TimePoint::max();
   const TensorMap* signature = nullptr;
@@ -139,21 +157,28 @@ PendingList DynamicBatcher::Impl::TakeBatchLocked(TimePoint now, TimePoint* wake
         break;
       }
       rows += p->rows;
-      ++count;
+      ++plan.count;
     }
   }
   const auto& preferred = options.preferred_batch_sizes;
   bool full = blocked || rows == options.max_batch;
   bool at_preferred = std::find(preferred.begin(), preferred.end(), rows) != preferred.end();
   bool waited_enough = now >= oldest + options.max_queue_delay;
+  plan.due = full || at_preferred || waited_enough;
+  if (!plan.due) plan.wake = oldest + options.max_queue_delay;
+  return plan;
+}
+
+PendingList DynamicBatcher::Impl::TakeBatchLocked(TimePoint now, TimePoint* wake) {
+  const Plan plan = PlanLocked(now);
   PendingList batch;
-  if (!(full || at_preferred || waited_enough)) {
-    *wake = oldest + options.max_queue_delay;
+  if (!plan.due) {
+    *wake = plan.wake;
     return batch;
   }
-  for (auto level = queue.begin(); level != queue.end() && batch.size() < count;) {
+  for (auto level = queue.begin(); level != queue.end() && batch.size() < plan.count;) {
     auto& fifo = level->second;
-    while (!fifo.empty() && batch.size() < count) {
+    while (!fifo.empty() && batch.size() < plan.count) {
       queued_rows -= fifo.front()->rows;
       batch.push_back(std::move(fifo.front()));
       fifo.pop_front();
@@ -214,6 +239,20 @@ void DynamicBatcher::Impl::RunBatch(PendingList batch, TimePoint now) {
 
 void DynamicBatcher::Impl::WorkerLoop() {
   std::unique_lock lock(mutex);
+  // Waits on `cv` until `until`; as the timer when `timed` (see the top of this file).
+  auto wait = [&](TimePoint until, bool timed) {
+    if (timed) {
+      timer_set = true;
+      timer_at = until;
+    }
+    ++idle;
+    clock->WaitUntil(cv, lock, timed ? until : TimePoint::max());
+    --idle;
+    if (timed && timer_at == until) {
+      timer_set = false;
+      timer_at = TimePoint::max();
+    }
+  };
   while (!stopping) {
     TimePoint now = clock->Now();
     PendingList expired;
@@ -231,16 +270,18 @@ void DynamicBatcher::Impl::WorkerLoop() {
       continue;
     }
     if (queue.empty()) {
-      clock->WaitUntil(cv, lock, TimePoint::max());
+      wait(TimePoint::max(), false);
       continue;
     }
     TimePoint wake = TimePoint::max();
     PendingList batch = TakeBatchLocked(now, &wake);
     if (batch.empty()) {
-      clock->WaitUntil(cv, lock, std::min(wake, earliest_deadline));
+      // A worker that must look sooner than the timer does takes its place.
+      const TimePoint until = std::min(wake, earliest_deadline);
+      wait(until, !timer_set || until < timer_at);
       continue;
     }
-    cv.notify_all();
+    if (!queue.empty() && idle > 0) cv.notify_one();
     lock.unlock();
     RunBatch(std::move(batch), now);
     lock.lock();
@@ -328,6 +369,7 @@ std::future<StatusOr<TensorMap>> DynamicBatcher::Submit(BatchRequest request) {
                   "request of " + std::to_string(rows) + " rows exceeds max_batch " +
                       std::to_string(options.max_batch) + " (requests are never split)");
   }
+  bool wake = false;
   {
     std::lock_guard lock(impl_->mutex);
     if (impl_->stopping) return refuse(StatusCode::kUnavailable, "shutting down");
@@ -342,11 +384,15 @@ std::future<StatusOr<TensorMap>> DynamicBatcher::Submit(BatchRequest request) {
     auto timeout = request.timeout.count() > 0 ? request.timeout : options.default_timeout;
     pending->deadline = pending->arrival + timeout;
     int priority = request.priority;
+    const TimePoint deadline = pending->deadline;
     pending->request = std::move(request);
     impl_->queued_rows += rows;
     impl_->queue[priority].push_back(std::move(pending));
+    // Wake an idle worker only if this request changes what one would do now.
+    wake = impl_->idle > 0 && (!impl_->timer_set || deadline < impl_->timer_at ||
+                               impl_->PlanLocked(impl_->clock->Now()).due);
   }
-  impl_->cv.notify_all();
+  if (wake) impl_->cv.notify_one();
   return future;
 }
 

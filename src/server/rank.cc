@@ -49,16 +49,25 @@ StatusOr<RankResponse> Ranker::Rank(const RankRequest& req) const {
   resp.model = mv->name;
   resp.version = mv->version;
   resp.candidates = n;
-  const features::FeatureRow* user = (*rows)[0] ? &*(*rows)[0] : nullptr;
+  // Stored rows carry their encodings (made once per row and schema); only the request's
+  // context is encoded here. Layers per candidate: {context, item, user}.
+  const features::Schema& schema = *mv->schema;
+  std::vector<features::EncodedRowPtr> encoded(n + 2);
+  if (!req.context.empty()) encoded[0] = schema.Encode(req.context);
+  for (int64_t i = 0; i <= n; ++i) {
+    if ((*rows)[i]) encoded[i + 1] = schema.Encoded(*(*rows)[i]);
+  }
+  const features::EncodedRow* user = encoded[1].get();
   int64_t missing_user = user ? 0 : 1, missing_items = 0;
-  std::vector<std::vector<const features::FeatureRow*>> layers(n);
+  features::AssemblyLayers layers;
+  layers.depth = 3;
+  layers.rows.resize(3 * n);
   for (int64_t i = 0; i < n; ++i) {
-    const auto& item = (*rows)[i + 1];
+    const features::EncodedRow* item = encoded[i + 2].get();
     if (!item) ++missing_items;
-    auto& l = layers[i];
-    l.push_back(&req.context);
-    if (item) l.push_back(&*item);
-    if (user) l.push_back(user);
+    layers.rows[3 * i] = encoded[0].get();
+    layers.rows[3 * i + 1] = item;
+    layers.rows[3 * i + 2] = user;
   }
   resp.missing_rows = missing_user + missing_items;
   if (metrics_) {
@@ -70,7 +79,7 @@ StatusOr<RankResponse> Ranker::Rank(const RankRequest& req) const {
     }
   }
   features::AssemblyStats stats;
-  ASSIGN_OR_RETURN(auto inputs, mv->schema->Assemble(layers, &stats));
+  ASSIGN_OR_RETURN(auto inputs, schema.Assemble(layers, &stats));
   resp.missing_features = stats.missing;
   if (metrics_ && stats.missing > 0) {
     metrics_->Increment(metric::kFeatureDefaults, {{"model", mv->name}},

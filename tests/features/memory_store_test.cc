@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <optional>
 
 #include "features/feature_store.h"
 
@@ -10,6 +11,11 @@ namespace clickrt::features {
 namespace {
 
 using namespace std::chrono_literals;
+
+// A fetched row's values; nullopt where the key was missing.
+std::optional<FeatureRow> Values(const RowPtr& row) {
+  return row ? std::optional<FeatureRow>(row->values()) : std::nullopt;
+}
 
 Clock::time_point Soon() { return Clock::now() + 1s; }
 
@@ -30,11 +36,50 @@ TEST(MemoryStore, GetPutMergeAndMisses) {
   auto got = s.MultiGet({"item:9", "user:2", "user:1"}, Soon());
   ASSERT_TRUE(got.ok());
   ASSERT_EQ(got->size(), 3u);
-  EXPECT_EQ((*got)[0], (FeatureRow{{"C3", "x"}}));
-  EXPECT_FALSE((*got)[1].has_value());
-  EXPECT_EQ((*got)[2], (FeatureRow{{"C1", "aa"}, {"I1", "4"}, {"I2", ""}}));
+  EXPECT_EQ(Values((*got)[0]), (FeatureRow{{"C3", "x"}}));
+  EXPECT_EQ((*got)[1], nullptr);
+  EXPECT_EQ(Values((*got)[2]), (FeatureRow{{"C1", "aa"}, {"I1", "4"}, {"I2", ""}}));
   auto late = s.MultiGet({"user:1"}, Clock::now() - 1ms);
   EXPECT_EQ(late.status().code(), StatusCode::kDeadlineExceeded);
+}
+
+TEST(MemoryStore, RowsAreSharedAndAWriteReplacesThem) {
+  auto store = MakeMemoryStore();
+  ASSERT_TRUE(store.ok());
+  FeatureStore& s = **store;
+  ASSERT_TRUE(s.MultiPut({{"user:1", {{"C1", "aa"}}}}, Soon()).ok());
+  auto first = s.MultiGet({"user:1", "user:1"}, Soon());
+  ASSERT_TRUE(first.ok());
+  ASSERT_NE((*first)[0], nullptr);
+  EXPECT_EQ((*first)[0], (*first)[1]);  // the same stored row, not two copies
+  ASSERT_TRUE(s.MultiPut({{"user:1", {{"I1", "4"}}}}, Soon()).ok());
+  auto second = s.MultiGet({"user:1"}, Soon());
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE((*second)[0], (*first)[0]);
+  EXPECT_EQ(Values((*second)[0]), (FeatureRow{{"C1", "aa"}, {"I1", "4"}}));
+  // A row already handed out keeps its values.
+  EXPECT_EQ(Values((*first)[0]), (FeatureRow{{"C1", "aa"}}));
+}
+
+TEST(MemoryStore, ManyKeysAndMisses) {
+  auto store = MakeMemoryStore();
+  ASSERT_TRUE(store.ok());
+  std::vector<std::pair<std::string, FeatureRow>> rows;
+  auto key = [](int i) { return std::string("k").append(std::to_string(i)); };
+  for (int i = 0; i < 5000; ++i) rows.push_back({key(i), {{"v", std::to_string(i)}}});
+  ASSERT_TRUE((*store)->MultiPut(rows, Soon()).ok());
+  std::vector<std::string> keys;
+  for (int i = 0; i < 10000; i += 3) keys.push_back(key(i));
+  auto got = (*store)->MultiGet(keys, Soon());
+  ASSERT_TRUE(got.ok());
+  for (size_t j = 0; j < keys.size(); ++j) {
+    const int i = static_cast<int>(3 * j);
+    if (i < 5000) {
+      EXPECT_EQ(Values((*got)[j]), (FeatureRow{{"v", std::to_string(i)}})) << keys[j];
+    } else {
+      EXPECT_EQ((*got)[j], nullptr) << keys[j];
+    }
+  }
 }
 
 TEST(FeatureFile, TsvAndJsonLines) {
@@ -49,9 +94,9 @@ TEST(FeatureFile, TsvAndJsonLines) {
   ASSERT_TRUE(LoadFeatureFile(path, store->get()).ok());
   auto got = (*store)->MultiGet({"user:1", "item:7", "user:2"}, Soon());
   ASSERT_TRUE(got.ok());
-  EXPECT_EQ((*got)[0], (FeatureRow{{"C1", "aa"}, {"I1", "3"}, {"Q", "a=b"}}));
-  EXPECT_EQ((*got)[1], (FeatureRow{{"C3", "x y"}, {"I5", "12"}}));
-  EXPECT_EQ((*got)[2], (FeatureRow{{"C1", ""}}));
+  EXPECT_EQ(Values((*got)[0]), (FeatureRow{{"C1", "aa"}, {"I1", "3"}, {"Q", "a=b"}}));
+  EXPECT_EQ(Values((*got)[1]), (FeatureRow{{"C3", "x y"}, {"I5", "12"}}));
+  EXPECT_EQ(Values((*got)[2]), (FeatureRow{{"C1", ""}}));
 
   size_t batches = 0, rows = 0;
   ASSERT_TRUE(ReadFeatureFile(path, 2, [&](FeatureBatch& b) {

@@ -4,20 +4,41 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "features/tsv_rows.h"
 #include "zoo_rows.h"
 
 namespace clickrt::features {
 namespace {
 
-using testing::Columns;
 using testing::ExpectSameAsPython;
 using testing::kModels;
-using testing::ReadRows;
 
 std::shared_ptr<const Schema> MustParse(const std::string& text) {
   auto s = Schema::Parse(text, "test.json");
   EXPECT_TRUE(s.ok()) << s.status().ToString();
   return s.ok() ? s.value() : nullptr;
+}
+
+// Encodes raw rows and assembles them: `layers[i]` are row i's sources, front to back (null: a
+// source that does not exist).
+StatusOr<std::map<std::string, Tensor>> AssembleRaw(
+    const Schema& schema, const std::vector<std::vector<const FeatureRow*>>& layers,
+    AssemblyStats* stats) {
+  AssemblyLayers sources;
+  for (const auto& l : layers) sources.depth = std::max(sources.depth, l.size());
+  std::vector<EncodedRowPtr> encoded;
+  for (const auto& l : layers) {
+    for (size_t d = 0; d < sources.depth; ++d) {
+      const FeatureRow* row = d < l.size() ? l[d] : nullptr;
+      if (row != nullptr) encoded.push_back(schema.Encode(*row));
+      sources.rows.push_back(row != nullptr ? encoded.back().get() : nullptr);
+    }
+  }
+  return schema.Assemble(sources, stats);
 }
 
 class ZooSchema : public ::testing::TestWithParam<std::string> {};
@@ -26,12 +47,15 @@ TEST_P(ZooSchema, ValRowsAssembleToThePythonReadersTensors) {
   const std::string model = GetParam();
   auto schema = Schema::Load(kModels + model + "/schema.json");
   ASSERT_TRUE(schema.ok()) << schema.status().ToString();
-  auto rows = ReadRows(kModels + model + "/val.tsv", Columns(kModels + model + "/schema.json"));
-  ASSERT_EQ(rows.size(), 2000u);
+  auto layout = ReadTsvLayout(kModels + model + "/schema.json");
+  ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+  auto rows = ReadTsvRows(kModels + model + "/val.tsv", *layout);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 2000u);
   std::vector<std::vector<const FeatureRow*>> layers;
-  for (const auto& r : rows) layers.push_back({&r});
+  for (const auto& r : *rows) layers.push_back({&r});
   AssemblyStats stats;
-  auto got = (*schema)->Assemble(layers, &stats);
+  auto got = AssembleRaw(**schema, layers, &stats);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ExpectSameAsPython(got.value(), model, (*schema)->input_names());
   EXPECT_EQ(stats.rows, 2000);
@@ -74,7 +98,7 @@ TEST(Schema, Encodings) {
                    {"h", ""},  {"n", "10"},           {"seq", "7,,500"}, {"t", "-1"}};
   FeatureRow r2 = {{"seq", ""}};  // everything else missing; an empty history
   AssemblyStats stats;
-  auto got = schema->Assemble({{&r0}, {&r1}, {&r2}}, &stats);
+  auto got = AssembleRaw(*schema, {{&r0}, {&r1}, {&r2}}, &stats);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   const Tensor& dense = got->at("dense");
   ASSERT_EQ(dense.dims(), (Dims{3, 3}));
@@ -112,7 +136,7 @@ TEST(Schema, LayersAreLookedUpFrontToBack) {
   FeatureRow context = {{"a", "1"}};
   FeatureRow item = {{"a", "2"}, {"b", "3"}};
   FeatureRow user = {{"a", "4"}, {"b", "5"}, {"c", "6"}};
-  auto got = schema->Assemble({{&context, &item, &user}, {nullptr, &user}}, nullptr);
+  auto got = AssembleRaw(*schema, {{&context, &item, &user}, {nullptr, &user}}, nullptr);
   ASSERT_TRUE(got.ok());
   const Tensor& x = got->at("x");
   EXPECT_EQ(std::vector<int64_t>(x.span<int64_t>().begin(), x.span<int64_t>().end()),
@@ -131,8 +155,8 @@ TEST(Schema, SharedUserRowGivesTheSameColumnsAndStatsOnEveryRow) {
   FeatureRow user = {{"u", "b"}, {"oov", "zz"}, {"gone", ""}, {"h", "3,4,5"}, {"i", "8"}};
   FeatureRow item1 = {{"i", "1"}}, item2 = {{"i", "2"}}, item3 = {{"u", "a"}};
   AssemblyStats stats;
-  auto got = schema->Assemble({{&item1, &user}, {&item2, &user}, {&item3, &user}, {&item1, &user}},
-                              &stats);
+  auto got = AssembleRaw(
+      *schema, {{&item1, &user}, {&item2, &user}, {&item3, &user}, {&item1, &user}}, &stats);
   ASSERT_TRUE(got.ok());
   const Tensor& x = got->at("x");
   EXPECT_EQ(std::vector<int64_t>(x.span<int64_t>().begin(), x.span<int64_t>().end()),
@@ -157,12 +181,190 @@ TEST(Schema, AvazuHourIsDerived) {
   FeatureRow a = {{"hour", "14102113"}}, b = {{"hour", "00022923"}}, c = {{"hour", "14023012"}};
   FeatureRow d = {{"hour", "14102113"}, {"weekday", "6"}};  // a given value wins
   AssemblyStats stats;
-  auto got = schema->Assemble({{&a}, {&b}, {&c}, {&d}}, &stats);
+  auto got = AssembleRaw(*schema, {{&a}, {&b}, {&c}, {&d}}, &stats);
   ASSERT_TRUE(got.ok());
   const Tensor& s = got->at("sparse");
   EXPECT_EQ(std::vector<int64_t>(s.span<int64_t>().begin(), s.span<int64_t>().end()),
             (std::vector<int64_t>{2, 2, 3, 2, 0, 0, 2, 7}));
   EXPECT_EQ(stats.invalid, 2);
+}
+
+// The stored-row path: one encoding per row and schema, kept on the row, giving what encoding
+// the values afresh gives.
+TEST(Schema, StoredRowEncodingIsMadeOnceAndMatchesAFreshOne) {
+  const std::string text = R"({"schema_version": 1, "inputs": [
+    {"name": "x", "dtype": "int32", "shape": ["batch", 4], "fields": [
+      {"name": "v", "kind": "categorical", "encoding": "vocab", "size": 3, "tokens": ["a", "b"]},
+      {"name": "s", "kind": "sequence", "encoding": "hash", "size": 50, "length": 2},
+      {"name": "wd", "kind": "categorical", "derive": "weekday", "encoding": "identity",
+       "size": 7}]},
+    {"name": "d", "dtype": "float32", "shape": ["batch"], "fields": [
+      {"name": "I1", "kind": "dense", "default": 2.5}]}]})";
+  auto schema = MustParse(text);
+  auto other = MustParse(text);  // the same text: a schema of its own
+  ASSERT_NE(schema, nullptr);
+  ASSERT_NE(other, nullptr);
+  StoredRow user(FeatureRow{{"v", "b"}, {"s", "p,q,r"}, {"hour", "14102113"}, {"I1", "x"}});
+  StoredRow item(FeatureRow{{"v", "zz"}, {"I1", ""}});
+  EncodedRowPtr u1 = schema->Encoded(user), u2 = schema->Encoded(user);
+  EXPECT_EQ(u1, u2);  // cached on the row
+  EXPECT_NE(other->Encoded(user), u1);
+  EXPECT_EQ(schema->Encoded(user), u1);  // the other schema took its own slot
+  FeatureRow context = {{"s", ""}};
+  EncodedRowPtr ctx = schema->Encode(context), it = schema->Encoded(item);
+  AssemblyLayers cached;
+  cached.depth = 3;
+  cached.rows = {ctx.get(), it.get(), u1.get(), nullptr, nullptr,
+                 u1.get(),  nullptr,  it.get(), nullptr};
+  AssemblyStats got_stats, want_stats;
+  auto got = schema->Assemble(cached, &got_stats);
+  auto want = AssembleRaw(*schema,
+                          {{&context, &item.values(), &user.values()},
+                           {nullptr, nullptr, &user.values()},
+                           {nullptr, &item.values(), nullptr}},
+                          &want_stats);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_TRUE(want.ok());
+  for (const char* name : {"x", "d"}) {
+    const Tensor &g = got->at(name), &w = want->at(name);
+    ASSERT_EQ(g.dims(), w.dims());
+    EXPECT_EQ(std::memcmp(g.raw(), w.raw(), g.nbytes()), 0) << name;
+  }
+  const Tensor& x = got->at("x");
+  EXPECT_EQ(x.data<int32_t>()[0], 0);  // item "zz": out of vocabulary
+  EXPECT_EQ(x.data<int32_t>()[4], 2);  // no item: the user's "b"
+  EXPECT_EQ(x.data<int32_t>()[3], 1);  // weekday derived from the user's hour (a Tuesday)
+  EXPECT_EQ(x.data<int32_t>()[11], 0);
+  EXPECT_EQ(got->at("d").data<float>()[0], 2.5f);  // the item's empty I1: missing
+  EXPECT_EQ(got_stats.rows, 3);
+  EXPECT_EQ(got_stats.missing, want_stats.missing);
+  EXPECT_EQ(got_stats.out_of_vocab, want_stats.out_of_vocab);
+  EXPECT_EQ(got_stats.invalid, want_stats.invalid);
+  // Row 0: I1 (item, empty). Row 1: none. Row 2: s, wd, I1 (item, empty).
+  EXPECT_EQ(got_stats.missing, 4);
+  EXPECT_EQ(got_stats.out_of_vocab, 2);  // the item's "zz", rows 0 and 2
+  EXPECT_EQ(got_stats.invalid, 1);       // the user's I1 "x", row 1
+
+  // A row encoded by another schema is refused, not misread.
+  AssemblyLayers foreign;
+  foreign.rows = {other->Encoded(user).get()};
+  EXPECT_EQ(schema->Assemble(foreign, nullptr).status().code(), StatusCode::kInvalidArgument);
+}
+
+// A batch whose context and user are the same row for every candidate (resolved once, with each
+// item laid over them) gives what assembling every candidate on its own gives.
+TEST(Schema, BatchOfSharedAndPerRowLayersEqualsRowByRow) {
+  auto schema = MustParse(R"({"schema_version": 1, "inputs": [
+    {"name": "ids", "dtype": "int64", "shape": ["batch", 7], "fields": [
+      {"name": "v", "kind": "categorical", "encoding": "vocab", "size": 4,
+       "tokens": ["a", "b", "c"]},
+      {"name": "h", "kind": "categorical", "encoding": "hash", "size": 97},
+      {"name": "n", "kind": "categorical", "encoding": "identity", "size": 10},
+      {"name": "seq", "kind": "sequence", "encoding": "vocab", "size": 4, "tokens": ["a", "b", "c"],
+       "length": 2, "padding_id": 3},
+      {"name": "hod", "kind": "categorical", "derive": "hour_of_day", "encoding": "identity",
+       "size": 24},
+      {"name": "wd", "kind": "categorical", "derive": "weekday", "encoding": "identity",
+       "size": 7}]},
+    {"name": "dense", "dtype": "float32", "shape": ["batch", 2], "fields": [
+      {"name": "x", "kind": "dense", "default": -1},
+      {"name": "y", "kind": "dense", "default": 9, "transform": "log1p_relu",
+       "transform_in_model": false}]}]})");
+  ASSERT_NE(schema, nullptr);
+  const std::vector<FeatureRow> contexts = {
+      {}, {{"x", "0.5"}}, {{"hour", "14102113"}, {"v", "zz"}}};
+  const std::vector<FeatureRow> users = {
+      {}, {{"v", "b"}, {"n", "12"}, {"seq", "c,a,b"}, {"hour", "bad"}, {"y", "3"}}};
+  const std::vector<FeatureRow> items = {
+      {},
+      {{"v", "c"}},
+      {{"v", ""}, {"h", "x1"}, {"x", "nan?"}},
+      {{"hour", "14102223"}, {"wd", "5"}},
+      {{"seq", ""}, {"n", "4"}, {"y", "-2"}},
+      {{"hod", "7"}, {"hour", "99999999"}, {"seq", "b,,q"}},
+  };
+  for (const FeatureRow& context : contexts) {
+    for (const FeatureRow& user : users) {
+      SCOPED_TRACE("context of " + std::to_string(context.size()) + ", user of " +
+                   std::to_string(user.size()));
+      std::vector<std::vector<const FeatureRow*>> batch;
+      for (size_t i = 0; i <= items.size(); ++i) {
+        // A missing item (null) among them; the user missing for the last candidate.
+        const FeatureRow* item = i < items.size() ? &items[i] : nullptr;
+        batch.push_back({&context, item, i + 1 == items.size() ? nullptr : &user});
+      }
+      // Shared context and user rows, as the ranker passes them.
+      AssemblyLayers shared;
+      shared.depth = 3;
+      EncodedRowPtr ctx = schema->Encode(context), usr = schema->Encode(user);
+      std::vector<EncodedRowPtr> item_rows;
+      for (const auto& item : items) item_rows.push_back(schema->Encode(item));
+      for (size_t i = 0; i <= items.size(); ++i) {
+        shared.rows.push_back(ctx.get());
+        shared.rows.push_back(i < items.size() ? item_rows[i].get() : nullptr);
+        shared.rows.push_back(i + 1 == items.size() ? nullptr : usr.get());
+      }
+      AssemblyStats got_stats, want_stats;
+      auto got = schema->Assemble(shared, &got_stats);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      for (size_t r = 0; r < batch.size(); ++r) {
+        auto one = AssembleRaw(*schema, {batch[r]}, &want_stats);
+        ASSERT_TRUE(one.ok());
+        for (const char* name : {"ids", "dense"}) {
+          const Tensor &g = got->at(name), &w = one->at(name);
+          const size_t row = w.nbytes();
+          EXPECT_EQ(std::memcmp(static_cast<const char*>(g.raw()) + r * row, w.raw(), row), 0)
+              << name << " row " << r;
+        }
+      }
+      EXPECT_EQ(got_stats.rows, want_stats.rows);
+      EXPECT_EQ(got_stats.missing, want_stats.missing);
+      EXPECT_EQ(got_stats.out_of_vocab, want_stats.out_of_vocab);
+      EXPECT_EQ(got_stats.invalid, want_stats.invalid);
+    }
+  }
+}
+
+TEST(Schema, MoreSchemasThanEncodingSlotsStillEncodeRight) {
+  const std::string text = R"({"schema_version": 1, "inputs": [
+    {"name": "x", "dtype": "int64", "shape": ["batch", 1], "fields": [
+      {"name": "v", "kind": "categorical", "encoding": "vocab", "size": 3, "tokens": ["a", "b"]}]}]})";
+  StoredRow row(FeatureRow{{"v", "b"}});
+  std::vector<std::shared_ptr<const Schema>> schemas;
+  for (int i = 0; i < StoredRow::kEncodingSlots + 3; ++i) schemas.push_back(MustParse(text));
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& schema : schemas) {
+      ASSERT_NE(schema, nullptr);
+      EncodedRowPtr e = schema->Encoded(row);
+      AssemblyLayers one;
+      one.rows = {e.get()};
+      auto got = schema->Assemble(one, nullptr);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      EXPECT_EQ(got->at("x").data<int64_t>()[0], 2);
+    }
+  }
+}
+
+TEST(Schema, ASlotOfASchemaThatIsGoneIsReused) {
+  const std::string text = R"({"schema_version": 1, "inputs": [
+    {"name": "x", "dtype": "int64", "shape": ["batch", 1], "fields": [
+      {"name": "v", "kind": "categorical", "encoding": "vocab", "size": 3, "tokens": ["a", "b"]}]}]})";
+  StoredRow row(FeatureRow{{"v", "a"}});
+  std::vector<std::shared_ptr<const Schema>> schemas;
+  for (int i = 0; i < StoredRow::kEncodingSlots; ++i) {
+    schemas.push_back(MustParse(text));
+    ASSERT_NE(schemas.back(), nullptr);
+    (void)schemas.back()->Encoded(row);
+  }
+  auto late = MustParse(text);  // every slot taken by a live schema: encoded each call
+  ASSERT_NE(late, nullptr);
+  EXPECT_NE(late->Encoded(row), late->Encoded(row));
+  schemas[1].reset();  // its slot is free for the taking now
+  EncodedRowPtr kept = late->Encoded(row);
+  EXPECT_EQ(late->Encoded(row), kept);
+  for (const auto& schema : {schemas[0], schemas[2], schemas[3]}) {
+    EXPECT_EQ(schema->Encoded(row), schema->Encoded(row));  // theirs untouched
+  }
 }
 
 TEST(Schema, ErrorsNameTheSourceAndTheField) {

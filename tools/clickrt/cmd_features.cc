@@ -76,7 +76,7 @@ Status Get(const FeaturesOptions& o) {
                    store->MultiGet(keys, Clock::now() + std::chrono::milliseconds(o.timeout_ms)));
   nlohmann::ordered_json out = nlohmann::ordered_json::object();
   for (size_t i = 0; i < rows.size(); ++i) {
-    out[o.keys[i]] = rows[i] ? nlohmann::ordered_json(*rows[i]) : nlohmann::ordered_json();
+    out[o.keys[i]] = rows[i] ? nlohmann::ordered_json(rows[i]->values()) : nlohmann::ordered_json();
   }
   std::cout << out.dump(1) << "\n";
   return Status::Ok();

@@ -1,23 +1,36 @@
 // `clickrt loadtest`: drive a local `clickrt serve` with ranking or KServe infer requests.
 //
 // Closed loop: N clients, each sends its next request when the previous one is answered.
-// Open loop: requests are scheduled at fixed intervals (1/rate) whatever the replies; a worker
-// pool sends them, and latency counts from the scheduled time, so a server that falls behind
-// shows its queueing in the percentiles (no coordinated omission).
+// Open loop: requests are scheduled at fixed intervals (1/rate) whatever the replies; they go
+// out on a pool of up to --connections connections, and latency counts from the scheduled time,
+// so a server that falls behind shows its queueing in the percentiles (no coordinated omission).
 // Only loopback addresses are accepted: this is a benchmark tool, not a traffic generator.
+//
+// The generator usually shares its machine with the server it measures, so it is made cheap:
+// request bodies are made before the clock starts (a pool of 64, sent in turn), each request is
+// one pre-built HTTP/1.1 message written with one call, and one thread drives every connection
+// from an epoll loop (no thread per client, no wake-up per reply but its own).
+#include <fcntl.h>
 #include <httplib.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <deque>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <thread>
+#include <string_view>
 
 #include "commands.h"
 
@@ -162,13 +175,14 @@ StatusOr<std::vector<std::string>> MakeBodies(const LoadCmd& c, const Target& t,
   return bodies;
 }
 
+// ---- the sender ----
+
 struct Results {
-  std::mutex mu;
   std::vector<double> latency_ms;  // successful requests
   std::map<std::string, int64_t> errors;
   int64_t ok = 0;
+  int64_t resent = 0;  // requests sent again on a fresh connection (see Sender::Read)
   void Add(double ms, const std::string& error) {
-    std::lock_guard<std::mutex> lock(mu);
     if (error.empty()) {
       ++ok;
       latency_ms.push_back(ms);
@@ -178,11 +192,385 @@ struct Results {
   }
 };
 
-std::string Send(httplib::Client& cli, const std::string& path, const std::string& body) {
-  auto res = cli.Post(path, body, "application/json");
-  if (!res) return "transport_" + httplib::to_string(res.error());
-  if (res->status != 200) return "http_" + std::to_string(res->status);
-  return "";
+bool StartsWithNoCase(std::string_view s, std::string_view lower_prefix) {
+  if (s.size() < lower_prefix.size()) return false;
+  for (size_t i = 0; i < lower_prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) != lower_prefix[i]) return false;
+  }
+  return true;
+}
+
+// Where the reply bytes received so far stand.
+struct Reply {
+  bool complete = false, bad = false, close = false;
+  int status = 0;
+};
+
+// A reply is read to its end by its Content-Length (what the server always sends).
+Reply ParseReply(const std::string& in) {
+  Reply r;
+  const size_t end = in.find("\r\n\r\n");
+  if (end == std::string::npos) {
+    r.bad = in.size() > (64 << 10);  // no end of the headers in 64 KiB
+    return r;
+  }
+  const std::string_view head(in.data(), end);
+  if (head.size() < 12 || !StartsWithNoCase(head, "http/1.")) {
+    r.bad = true;
+    return r;
+  }
+  r.status = std::atoi(std::string(head.substr(9, 3)).c_str());
+  size_t length = 0;
+  bool have_length = false;
+  for (size_t pos = head.find("\r\n"); pos != std::string_view::npos;) {
+    const size_t next = head.find("\r\n", pos + 2);
+    const std::string_view line = head.substr(
+        pos + 2, next == std::string_view::npos ? std::string_view::npos : next - pos - 2);
+    if (StartsWithNoCase(line, "content-length:")) {
+      have_length = true;
+      length = std::strtoull(std::string(line.substr(15)).c_str(), nullptr, 10);
+    } else if (StartsWithNoCase(line, "connection:") &&
+               line.find("close") != std::string_view::npos) {
+      r.close = true;
+    }
+    pos = next;
+  }
+  r.bad = !have_length;
+  r.complete = have_length && in.size() >= end + 4 + length;
+  return r;
+}
+
+// One connection and the request it carries.
+struct Conn {
+  int fd = -1;
+  bool reused = false;  // has answered a request before: the server may have closed it since
+  bool busy = false;
+  bool resent = false;    // the request in flight was already sent again once
+  uint32_t watching = 0;  // the epoll events asked for
+  bool connecting = false;
+  int64_t request = -1;
+  Clock::time_point t0;        // latency counts from here (the scheduled time in the open loop)
+  Clock::time_point deadline;  // --timeout-ms after it went out
+  const std::string* message = nullptr;
+  size_t sent = 0;
+  std::string in;  // reply bytes so far
+};
+
+// Drives every connection from one epoll loop on the calling thread.
+class Sender {
+ public:
+  Sender(const Target& t, const LoadCmd& c, std::vector<std::string> messages)
+      : target_(t), cmd_(c), messages_(std::move(messages)) {}
+  ~Sender() {
+    for (Conn& c : conns_) Close(c);
+    if (epoll_ >= 0) close(epoll_);
+  }
+
+  Status Run(Results* results, double* elapsed_s);
+
+ private:
+  void Close(Conn& c) {
+    if (c.fd < 0) return;
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+    close(c.fd);
+    c.fd = -1;
+    c.reused = false;
+    c.watching = 0;
+    if (c.connecting) --connecting_;
+    c.connecting = false;
+  }
+
+  // Opens `c`'s connection. `wait`: block until it is made (before the clock starts); else the
+  // connect completes in the loop (a handshake the server is slow to take must not stall
+  // every other connection).
+  bool Connect(Conn& c, bool wait) {
+    Close(c);
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    if (!Resolve(&addr, &len)) return false;
+    const int fd =
+        socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (wait ? 0 : SOCK_NONBLOCK), 0);
+    if (fd < 0) return false;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), len);
+    if (rc != 0 && !(errno == EINPROGRESS && !wait)) {
+      close(fd);
+      return false;
+    }
+    if (wait) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    c.connecting = rc != 0;
+    if (c.connecting) ++connecting_;
+    c.fd = fd;
+    c.watching = c.connecting ? EPOLLIN | EPOLLOUT : EPOLLIN;
+    epoll_event ev{};
+    ev.events = c.watching;
+    ev.data.ptr = &c;
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
+    return true;
+  }
+
+  bool Resolve(sockaddr_storage* addr, socklen_t* len) {
+    if (address_len_ == 0) {
+      addrinfo hints{}, *res = nullptr;
+      hints.ai_socktype = SOCK_STREAM;
+      const std::string port = std::to_string(target_.port);
+      if (getaddrinfo(target_.host.c_str(), port.c_str(), &hints, &res) != 0) return false;
+      std::memcpy(&address_, res->ai_addr, res->ai_addrlen);
+      address_len_ = res->ai_addrlen;
+      freeaddrinfo(res);
+    }
+    *addr = address_;
+    *len = address_len_;
+    return true;
+  }
+
+  // A non-blocking connect finished (the socket turned writable or failed).
+  void Connected(Conn& c) {
+    int error = 0;
+    socklen_t len = sizeof error;
+    c.connecting = false;
+    --connecting_;
+    if (getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0) {
+      return Lost(c, "transport_Connection");
+    }
+    if (c.busy) Write(c);
+  }
+
+  void Watch(Conn& c, uint32_t events) {
+    if (c.watching == events) return;
+    c.watching = events;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = &c;
+    epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &ev);
+  }
+
+  // Sends request `i` on `c`; its latency counts from `t0`.
+  void Start(Conn& c, int64_t i, Clock::time_point t0) {
+    c.busy = true;
+    c.resent = false;
+    c.request = i;
+    c.t0 = t0;
+    c.message = &messages_[static_cast<size_t>(i) % messages_.size()];
+    ++in_flight_;
+    Send(c);
+  }
+
+  void Send(Conn& c) {
+    c.deadline = Clock::now() + std::chrono::milliseconds(cmd_.timeout_ms);
+    c.sent = 0;
+    c.in.clear();
+    if (c.fd < 0 && !Connect(c, false)) return Finish(c, "transport_Connection");
+    if (!c.connecting) Write(c);
+  }
+
+  void Write(Conn& c) {
+    while (c.sent < c.message->size()) {
+      const ssize_t n =
+          send(c.fd, c.message->data() + c.sent, c.message->size() - c.sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        c.sent += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return Watch(c, EPOLLIN | EPOLLOUT);
+      } else {
+        return Lost(c, "transport_Write");
+      }
+    }
+    Watch(c, EPOLLIN);
+  }
+
+  void Read(Conn& c) {
+    char buf[16384];
+    for (;;) {  // until a short read: the socket is drained without a call that finds it empty
+      const ssize_t n = recv(c.fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        c.in.append(buf, static_cast<size_t>(n));
+        if (static_cast<size_t>(n) < sizeof buf) break;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      return Lost(c, "transport_Read");  // closed by the server, or reset
+    }
+    if (!c.busy) return Close(c);  // bytes nobody asked for
+    const Reply r = ParseReply(c.in);
+    if (r.bad) {
+      Close(c);
+      return Finish(c, "transport_Read");
+    }
+    if (!r.complete) return;
+    if (r.close) {
+      Close(c);
+    } else {
+      c.reused = true;
+    }
+    Finish(c, r.status == 200 ? std::string() : "http_" + std::to_string(r.status));
+  }
+
+  // The connection failed under the request on it. A keep-alive connection the server closed
+  // while it sat idle fails before any reply byte: the request is sent once more on a fresh
+  // one, as HTTP clients do (counted in `resent`). Anything else is the request's error.
+  void Lost(Conn& c, const char* error) {
+    const bool stale = c.reused && c.in.empty() && !c.resent;
+    Close(c);
+    if (!c.busy) return;
+    if (stale) {
+      c.resent = true;
+      ++results_->resent;
+      return Send(c);
+    }
+    Finish(c, error);
+  }
+
+  void Finish(Conn& c, const std::string& error) {
+    results_->Add(std::chrono::duration<double, std::milli>(Clock::now() - c.t0).count(), error);
+    c.busy = false;
+    --in_flight_;
+    idle_.push_back(&c);
+  }
+
+  // epoll_wait for at most `timeout` (negative: no limit), to the microsecond where the kernel
+  // has epoll_pwait2 (the open loop's schedule), else to the millisecond (rounded up). -1 on
+  // an error other than EINTR.
+  int Wait(std::vector<epoll_event>& events, Clock::duration timeout) {
+    const int max = static_cast<int>(events.size());
+    int n;
+    if (timeout < Clock::duration(0)) {
+      n = epoll_wait(epoll_, events.data(), max, -1);
+    } else {
+      n = -1;
+      if (have_pwait2_) {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+        timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+        n = epoll_pwait2(epoll_, events.data(), max, &ts, nullptr);
+        if (n < 0 && errno == ENOSYS) have_pwait2_ = false;
+      }
+      if (!have_pwait2_) {
+        const auto ms = std::chrono::ceil<std::chrono::milliseconds>(timeout).count();
+        n = epoll_wait(epoll_, events.data(), max,
+                       static_cast<int>(std::min<int64_t>(ms, 1 << 30)));
+      }
+    }
+    if (n < 0 && errno == EINTR) return 0;
+    return n;
+  }
+
+  const Target target_;
+  const LoadCmd cmd_;
+  const std::vector<std::string> messages_;
+  std::vector<Conn> conns_;
+  std::vector<Conn*> idle_;  // most recently used last: the open loop reuses warm connections
+  int epoll_ = -1;
+  sockaddr_storage address_{};
+  socklen_t address_len_ = 0;
+  int64_t in_flight_ = 0;
+  int connecting_ = 0;  // non-blocking connects under way
+  bool have_pwait2_ = true;
+  Results* results_ = nullptr;
+};
+
+Status Sender::Run(Results* results, double* elapsed_s) {
+  results_ = results;
+  epoll_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_ < 0) return Internal(std::string("epoll: ") + std::strerror(errno));
+
+  const bool open = cmd_.mode == "open";
+  conns_.resize(static_cast<size_t>(open ? cmd_.connections : cmd_.clients));
+  for (auto it = conns_.rbegin(); it != conns_.rend(); ++it) idle_.push_back(&*it);
+  // Connections are made before the clock starts (every client's in the closed loop, a few
+  // in the open loop), so the measurement is of requests, not of a burst of handshakes (which a
+  // short listen backlog answers with a 1 s SYN retry). The open loop opens more, one at a time,
+  // when every open one is busy, and gives the next request the most recently freed one, so no
+  // more stay open than the load keeps busy (an idle keep-alive connection is not free for the
+  // server: it polls it).
+  const size_t warm = open ? std::min<size_t>(conns_.size(), 4) : conns_.size();
+  for (size_t i = 0; i < warm; ++i) Connect(*idle_[idle_.size() - 1 - i], true);
+  const auto start = Clock::now();
+  const auto end = cmd_.duration_s > 0 ? start + std::chrono::duration_cast<Clock::duration>(
+                                                     std::chrono::duration<double>(cmd_.duration_s))
+                                       : Clock::time_point::max();
+  const int64_t limit = cmd_.requests > 0 ? cmd_.requests : INT64_MAX;
+  const std::chrono::duration<double> interval(open ? 1.0 / cmd_.rate : 0);
+  auto scheduled = [&](int64_t i) {
+    return start + std::chrono::duration_cast<Clock::duration>(interval * static_cast<double>(i));
+  };
+  int64_t next = 0;
+  std::deque<int64_t> due;  // open loop: scheduled, waiting for a free connection
+  std::vector<epoll_event> events(conns_.size());
+  for (;;) {
+    auto now = Clock::now();
+    if (open) {
+      while (next < limit && scheduled(next) <= now && scheduled(next) < end) due.push_back(next++);
+      while (!due.empty() && !idle_.empty()) {
+        if (idle_.back()->fd < 0) {  // prefer an open connection; open one at a time
+          auto open_one =
+              std::find_if(idle_.rbegin(), idle_.rend(), [](const Conn* c) { return c->fd >= 0; });
+          if (open_one != idle_.rend()) {
+            std::swap(*open_one, idle_.back());
+          } else if (connecting_ > 0) {
+            break;
+          }
+        }
+        Conn* c = idle_.back();
+        idle_.pop_back();
+        Start(*c, due.front(), scheduled(due.front()));
+        due.pop_front();
+      }
+    } else {
+      while (!idle_.empty() && next < limit && now < end) {
+        Conn* c = idle_.back();
+        idle_.pop_back();
+        Start(*c, next++, now);
+      }
+    }
+    const bool more = open ? next < limit && scheduled(next) < end : next < limit && now < end;
+    if (!more && due.empty() && in_flight_ == 0) break;
+
+    // Wake for the next scheduled request (open loop) and the nearest request timeout.
+    Clock::time_point wake = open && more ? scheduled(next) : Clock::time_point::max();
+    for (const Conn& c : conns_) {
+      if (c.busy) wake = std::min(wake, c.deadline);
+    }
+    const int n =
+        Wait(events, wake == Clock::time_point::max() ? Clock::duration(-1)
+                                                      : std::max(wake - now, Clock::duration(0)));
+    if (n < 0) return Internal(std::string("epoll_wait: ") + std::strerror(errno));
+    for (int e = 0; e < n; ++e) {
+      Conn* c = static_cast<Conn*>(events[e].data.ptr);
+      if (c->fd < 0) continue;  // closed by an earlier event of this round
+      if (c->connecting) {
+        if (events[e].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) Connected(*c);
+        continue;
+      }
+      if ((events[e].events & EPOLLOUT) && c->busy && c->sent < c->message->size()) Write(*c);
+      if (c->fd >= 0 && (events[e].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) Read(*c);
+    }
+    now = Clock::now();
+    for (Conn& c : conns_) {
+      if (c.busy && c.deadline <= now) {
+        Close(c);
+        Finish(c, "transport_Read");  // httplib's name for a read timeout, as before
+      }
+    }
+  }
+  *elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
+  return Status::Ok();
+}
+
+// The pre-built HTTP/1.1 message of every body.
+std::vector<std::string> Messages(const Target& t, const std::string& path,
+                                  const std::vector<std::string>& bodies) {
+  std::vector<std::string> out;
+  for (const std::string& body : bodies) {
+    out.push_back(
+        "POST " + path + " HTTP/1.1\r\nHost: " + t.host + ":" + std::to_string(t.port) +
+        "\r\nContent-Type: application/json\r\nConnection: keep-alive\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body);
+  }
+  return out;
 }
 
 double Percentile(std::vector<double>& v, double q) {
@@ -200,46 +588,19 @@ Status Loadtest(LoadCmd c) {
   if (c.mode == "open" && !(c.rate > 0)) return InvalidArgument("--rate must be positive");
   if (c.clients < 1 || c.connections < 1)
     return InvalidArgument("--clients and --connections must be >= 1");
+  if (c.timeout_ms < 1) return InvalidArgument("--timeout-ms must be >= 1");
   if (c.duration_s <= 0 && c.requests <= 0) c.duration_s = 10;
   std::string path;
   ASSIGN_OR_RETURN(auto bodies, MakeBodies(c, t, &path));
 
   Results results;
-  std::atomic<int64_t> next{0};
-  const auto start = Clock::now();
-  const auto end = c.duration_s > 0 ? start + std::chrono::duration_cast<Clock::duration>(
-                                                  std::chrono::duration<double>(c.duration_s))
-                                    : Clock::time_point::max();
-  const int64_t limit = c.requests > 0 ? c.requests : INT64_MAX;
+  double elapsed = 0;
+  {
+    Sender sender(t, c, Messages(t, path, bodies));
+    RETURN_IF_ERROR(sender.Run(&results, &elapsed));
+  }
   const bool open = c.mode == "open";
-  const auto interval = std::chrono::duration<double>(open ? 1.0 / c.rate : 0);
-  auto worker = [&](int w) {
-    httplib::Client cli(t.host, t.port);
-    cli.set_keep_alive(true);
-    cli.set_tcp_nodelay(true);  // headers and body go out in separate writes
-    cli.set_read_timeout(std::chrono::milliseconds(c.timeout_ms));
-    cli.set_write_timeout(std::chrono::milliseconds(c.timeout_ms));
-    cli.set_connection_timeout(std::chrono::milliseconds(c.timeout_ms));
-    for (;;) {
-      const int64_t i = next.fetch_add(1);
-      if (i >= limit) return;
-      Clock::time_point t0 = Clock::now();
-      if (open) {
-        t0 = start + std::chrono::duration_cast<Clock::duration>(interval * static_cast<double>(i));
-        if (t0 >= end) return;
-        std::this_thread::sleep_until(t0);
-      } else if (t0 >= end) {
-        return;
-      }
-      const std::string error = Send(cli, path, bodies[static_cast<size_t>(i) % bodies.size()]);
-      results.Add(std::chrono::duration<double, std::milli>(Clock::now() - t0).count(), error);
-    }
-  };
-  std::vector<std::thread> threads;
   const int n = open ? c.connections : c.clients;
-  for (int w = 0; w < n; ++w) threads.emplace_back(worker, w);
-  for (auto& th : threads) th.join();
-  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
 
   int64_t errors = 0;
   for (const auto& [k, v] : results.errors) errors += v;
@@ -261,6 +622,7 @@ Status Loadtest(LoadCmd c) {
               {"ok", results.ok},
               {"errors", errors},
               {"errors_by_kind", results.errors},
+              {"resent", results.resent},
               {"qps", qps},
               {"candidates_per_s", cps},
               {"latency_ms", {{"p50", p50}, {"p90", p90}, {"p99", p99}, {"max", mx}}}};
@@ -269,7 +631,7 @@ Status Loadtest(LoadCmd c) {
   }
   std::cout << std::fixed << std::setprecision(1);
   std::cout << "loadtest " << c.endpoint << " " << c.url << ": " << c.mode << " loop, "
-            << (open ? std::to_string(c.connections) + " connections at " +
+            << (open ? "up to " + std::to_string(c.connections) + " connections at " +
                            std::to_string(static_cast<int64_t>(c.rate)) + " req/s"
                      : std::to_string(c.clients) + " clients")
             << ", " << c.candidates << " candidates, " << elapsed << " s\n";
@@ -278,6 +640,10 @@ Status Loadtest(LoadCmd c) {
   std::cout << std::setprecision(3) << "latency ms: p50 " << p50 << "  p90 " << p90 << "  p99 "
             << p99 << "  max " << mx << "\n";
   for (const auto& [k, v] : results.errors) std::cout << "errors " << k << ": " << v << "\n";
+  if (results.resent > 0) {
+    std::cout << "resent on a fresh connection (the server had closed the idle one): "
+              << results.resent << "\n";
+  }
   return Status::Ok();
 }
 
@@ -293,7 +659,7 @@ void RegisterLoadtest(CLI::App& app, int* exit_code) {
   cmd->add_option("--rate", c->rate, "Open loop: requests per second")->capture_default_str();
   cmd->add_option("--clients", c->clients, "Closed loop: concurrent clients")
       ->capture_default_str();
-  cmd->add_option("--connections", c->connections, "Open loop: sending connections")
+  cmd->add_option("--connections", c->connections, "Open loop: at most this many connections")
       ->capture_default_str();
   cmd->add_option("--duration", c->duration_s, "Seconds to run (default 10 when --requests is 0)");
   cmd->add_option("--requests", c->requests, "Stop after this many requests");
