@@ -78,7 +78,8 @@ async function main() {
     };
     rows.push(row);
     console.log('json:' + JSON.stringify(row));
-    if (ov.length !== cv.length || !(maxDiff <= 1e-4)) {
+    const tolerance = a.tolerance ? parseFloat(a.tolerance) : 1e-4;
+    if (ov.length !== cv.length || !(maxDiff <= tolerance)) {
       console.error(`outputs disagree at batch ${batch}: max |diff| ${maxDiff}`);
       process.exitCode = 1;
     }

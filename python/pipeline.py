@@ -5,9 +5,18 @@ rolled back, 1 any other error).
 
 usage (from the repository root, Debian's python3 with torch):
   PYTHONPATH=python /usr/bin/python3 python/pipeline.py --repo REPO --model deepfm --work DIR \\
-      [--data DIR | --generate ROWS] [--epochs 1] [--config JSON] [--clickrt build/bin/clickrt] \\
+      [--data DIR | --generate ROWS | --onnx MODEL.onnx --schema schema.json --val val.tsv] \\
+      [--epochs 1] [--config JSON] [--clickrt build/bin/clickrt] \\
+      [--precision int8 (--calib-log LOG [--calib-hours 24] [--edge-cases FILE] | --calib-data DATA)] \\
       [--max-auc-drop 0.001] [--min-qps 200] [--max-p99-ms 50] \\
       [--server http://127.0.0.1:8000 --admin-token TOKEN] [--canary-share 0.2] [--canary-window-s 10]
+
+--onnx skips data, training and export: the release rebuilds an existing model (e.g. new INT8
+scales from today's traffic). --precision int8 calibrates the build: --calib-log takes the running
+server's sampled request log (clickrt serve --request-log DIR): its records of the last
+--calib-hours hours that were encoded with the candidate's schema (the versions whose schema.json
+equals it; a record of another version holds other ids) plus --edge-cases (hand-picked rows, JSONL
+or .tsv: new ads, cold-start users), so the INT8 scales follow today's traffic.
 
 REPO/<model>/ holds the serving versions (the highest serves); the candidate is compared with it
 on the same validation rows (each version encodes them with its own schema.json), load-tested
@@ -94,6 +103,61 @@ def score_auc(clickrt, vdir, val_raw, labels, work):
     return auc(labels, np.concatenate(probs))
 
 
+def calibration_source(args, cand):
+    """`clickrt build` flags naming the calibration set. From the request log: the records of the
+    versions whose schema equals the candidate's, written to one JSONL file (clickrt keeps those of
+    the last --calib-hours), plus the edge cases."""
+    if args.calib_data:
+        return ["--calib", args.calib_data]
+    with open(os.path.join(cand, "schema.json")) as f:
+        want = json.load(f)["inputs"]
+    log = args.calib_log
+    if os.path.isdir(log):
+        log = os.path.join(log, "requests.log")
+    files = sorted((p for p in os.listdir(os.path.dirname(log)) if p.startswith(os.path.basename(log))),
+                   key=lambda p: -int(p.rsplit(".", 1)[1]) if p[-1].isdigit() else 0)  # oldest first
+    same = {}  # (model, version) -> whether that version's schema equals the candidate's
+
+    def matches(model, version):
+        if (model, version) not in same:
+            path = os.path.join(args.repo, model, str(version), "schema.json")
+            ok = False
+            if os.path.exists(path):
+                with open(path) as f:
+                    ok = json.load(f)["inputs"] == want
+            same[(model, version)] = ok
+        return same[(model, version)]
+
+    lines, other = [], {}
+    for name in files:
+        with open(os.path.join(os.path.dirname(log), name)) as src:
+            for line in src:
+                rec = json.loads(line)
+                if rec.get("model") == args.model and matches(rec["model"], rec.get("version")):
+                    lines.append(line)
+                else:
+                    key = f"{rec.get('model')} v{rec.get('version')}"
+                    other[key] = other.get(key, 0) + 1
+    kept = len(lines)
+    if kept > args.calib_rows:  # an even sample, in time order
+        lines = [lines[i * kept // args.calib_rows] for i in range(args.calib_rows)]
+    out = os.path.join(args.work, "calibration_log.jsonl")
+    with open(out, "w") as dst:
+        dst.writelines(lines)
+    skipped = ", ".join(f"{n} of {k}" for k, n in sorted(other.items())) or "none"
+    print(f"      calibration: {kept} request-log records encoded with the candidate's schema "
+          f"(skipped: {skipped}), {len(lines)} sampled; the last {args.calib_hours:g} h kept by clickrt"
+          + (f"; edge cases {args.edge_cases}" if args.edge_cases else ""))
+    if kept == 0:
+        raise RuntimeError(f"{args.calib_log}: no request-log record of '{args.model}' was encoded with the "
+                           "candidate's schema (a version with the same schema.json must have served); "
+                           "calibrate with --calib-data instead")
+    flags = ["--calib", out, "--calib-hours", str(args.calib_hours)]
+    if args.edge_cases:
+        flags += ["--edge-cases", args.edge_cases]
+    return flags
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,14 +208,36 @@ def main():
     ap.add_argument("--canary-share", type=float, default=0.2)
     ap.add_argument("--canary-window-s", type=float, default=10.0)
     ap.add_argument("--canary-timeout-s", type=float, default=300.0)
+    ap.add_argument("--onnx", help="an exported model to release (skips data, training, export)")
+    ap.add_argument("--schema", help="with --onnx: its schema.json")
+    ap.add_argument("--val", help="validation rows (.tsv; default DATA/val.tsv)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    ap.add_argument("--calib-log", help="int8: the server's request log (folder or requests.log)")
+    ap.add_argument("--calib-hours", type=float, default=24.0, help="int8: the last H hours of the log")
+    ap.add_argument("--edge-cases", help="int8: rows added to the calibration set (JSONL or .tsv)")
+    ap.add_argument("--calib-data", help="int8: calibration data instead of the log (tensors / .tsv)")
+    ap.add_argument("--calibrator", default="percentile")
+    ap.add_argument("--calib-rows", type=int, default=20000,
+                    help="int8: at most this many log records, sampled evenly (the edge cases always)")
     args = ap.parse_args()
+    if args.onnx and not (args.schema and args.val):
+        ap.error("--onnx needs --schema and --val")
+    if args.precision == "int8" and not (args.calib_log or args.calib_data):
+        ap.error("--precision int8 needs --calib-log or --calib-data")
     os.makedirs(args.work, exist_ok=True)
     total = 7
     clickrt = os.path.abspath(args.clickrt)
     try:
         # 1. data
         data = args.data
-        if not data:
+        cand = os.path.join(args.work, "candidate")
+        if args.onnx:
+            for n in (1, 2, 3):
+                step(n, total, f"{('data', 'train', 'export')[n - 1]}: skipped (--onnx {args.onnx})")
+            os.makedirs(cand, exist_ok=True)
+            shutil.copy(args.onnx, os.path.join(cand, "model.onnx"))
+            shutil.copy(args.schema, os.path.join(cand, "schema.json"))
+        elif not data:
             data = os.path.join(args.work, "data")
             step(1, total, f"data: {args.generate} synthetic training rows into {data}")
             gen = ["generate", "--out", data, "--train-rows", str(args.generate),
@@ -161,26 +247,38 @@ def main():
             print(zoo(args, *gen).stdout.strip().splitlines()[-1])
         else:
             step(1, total, f"data: {data}")
-        train_tsv, val_tsv = os.path.join(data, "train.tsv"), os.path.join(data, "val.tsv")
-        # 2. train
-        out = os.path.join(args.work, "train")
-        step(2, total, f"train {args.model}, {args.epochs} epoch(s)")
-        cmd = ["train", "--model", args.model, "--train", train_tsv, "--val", val_tsv, "--out", out,
-               "--format", FORMATS[args.model], "--epochs", str(args.epochs), "--seed", str(args.seed)]
-        if args.config:
-            cmd += ["--config", args.config]
-        print(zoo(args, *cmd).stdout.strip().splitlines()[-1])
-        # 3. export
-        cand = os.path.join(args.work, "candidate")
-        os.makedirs(cand, exist_ok=True)
-        step(3, total, "export ONNX (opset 17) and check it against PyTorch")
-        zoo(args, "export", "--checkpoint", os.path.join(out, "checkpoint.pt"),
-            "--out", os.path.join(cand, "model.onnx"))
-        shutil.copy(os.path.join(out, "schema.json"), os.path.join(cand, "schema.json"))
+        if not args.onnx:
+            train_tsv, val_tsv = os.path.join(data, "train.tsv"), os.path.join(data, "val.tsv")
+            # 2. train
+            out = os.path.join(args.work, "train")
+            step(2, total, f"train {args.model}, {args.epochs} epoch(s)")
+            cmd = ["train", "--model", args.model, "--train", train_tsv, "--val", val_tsv, "--out", out,
+                   "--format", FORMATS[args.model], "--epochs", str(args.epochs), "--seed", str(args.seed)]
+            if args.config:
+                cmd += ["--config", args.config]
+            print(zoo(args, *cmd).stdout.strip().splitlines()[-1])
+            # 3. export
+            os.makedirs(cand, exist_ok=True)
+            step(3, total, "export ONNX (opset 17) and check it against PyTorch")
+            zoo(args, "export", "--checkpoint", os.path.join(out, "checkpoint.pt"),
+                "--out", os.path.join(cand, "model.onnx"))
+            shutil.copy(os.path.join(out, "schema.json"), os.path.join(cand, "schema.json"))
+        val_tsv = args.val or os.path.join(data, "val.tsv")
         # 4. build
-        step(4, total, f"clickrt build --batch {args.batch}")
-        run([clickrt, "build", os.path.join(cand, "model.onnx"), "-o", os.path.join(cand, "model.engine"),
-             "--batch", args.batch, "-q"])
+        step(4, total, f"clickrt build --batch {args.batch} --precision {args.precision}")
+        cmd = [clickrt, "build", os.path.join(cand, "model.onnx"), "-o", os.path.join(cand, "model.engine"),
+               "--batch", args.batch]
+        if args.precision == "int8":
+            cmd += ["--precision", "int8", "--calibrator", args.calibrator,
+                    "--schema", os.path.join(cand, "schema.json")] + calibration_source(args, cand)
+        run(cmd)
+        meta = json.loads(run([clickrt, "inspect", os.path.join(cand, "model.engine"), "--compact"]).stdout)["meta"]
+        cal = meta.get("extra", {}).get("precision_assignment", {}).get("calibration")
+        print(f"      engine: precision {meta['precision']}" +
+              (f", calibrated on {cal['rows']} rows of {cal['data']} ({cal['calibrator']})" if cal else ""))
+        if args.precision == "int8":
+            layers = meta["extra"]["precision_assignment"]
+            print(f"      int8 layers {len(layers['int8_layers'])}, fp32 layers {len(layers['float_layers'])}")
         os.remove(os.path.join(cand, "model.onnx"))  # the version serves its engine
         # 5. accuracy gate
         step(5, total, f"accuracy gate: AUC on {args.val_rows} validation rows vs the serving version")

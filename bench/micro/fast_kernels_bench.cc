@@ -22,6 +22,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstring>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <random>
@@ -131,6 +132,48 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_Linear)->Apply(LinearArgs)->UseRealTime()->ArgNames({"K", "N", "M", "isa", "t"});
 
+// The int8 Linear on the same shapes (x quantized on the fly, per-channel weight scales, bias +
+// ReLU): avx512 runs the VNNI kernel where Cpu().avx512_vnni. Same args as BM_Linear; GFLOPS
+// counts 2 integer ops per multiply-add so the two read side by side.
+void BM_QLinear(benchmark::State& state) {
+  const int64_t K = state.range(0), N = state.range(1), M = state.range(2);
+  const Isa isa = static_cast<Isa>(state.range(3));
+  if (!ForceIsa(isa).ok()) {
+    state.SkipWithError("ISA not supported on this CPU");
+    return;
+  }
+  auto b = Random(N, 2), x = Random(M * K, 3), w_scale = Random(N, 4);
+  std::vector<int8_t> wq(K * N);
+  std::mt19937 rng(1);
+  for (auto& v : wq) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+  for (auto& s : w_scale) s = 0.01f + 0.005f * s;
+  std::vector<float> y(M * N);
+  auto lin = QLinear::Create(wq.data(), K, N, w_scale.data(), b.data(), 1.f / 127.f,
+                             Activation::kRelu, Pool(static_cast<int>(state.range(4))));
+  (void)ForceIsa(Cpu().best);
+  if (!lin.ok()) {
+    state.SkipWithError(lin.status().ToString().c_str());
+    return;
+  }
+  for (auto _ : state) {
+    benchmark::DoNotOptimize((*lin)->Run(x.data(), M, K, y.data(), N));
+    benchmark::ClobberMemory();
+  }
+  SetFlops(state, 2.0 * M * K * N);
+  state.SetLabel((*lin)->name(M));
+}
+
+void QLinearArgs(benchmark::internal::Benchmark* b) {
+  for (int64_t kn : {429, 400}) {
+    for (int64_t m : {1, 8, 64, 512, 4096}) {
+      for (int isa : {1, 2}) {
+        for (int t : {1, 2}) b->Args({kn, 400, m, isa, t});
+      }
+    }
+  }
+}
+BENCHMARK(BM_QLinear)->Apply(QLinearArgs)->UseRealTime()->ArgNames({"K", "N", "M", "isa", "t"});
+
 // oneDNN matmul + bias + relu with weights in the layout oneDNN picks, primitive built for fixed M.
 void BM_OneDnnMatmul(benchmark::State& state) {
   using namespace dnnl;
@@ -209,6 +252,68 @@ BENCHMARK(BM_EmbeddingFm)
     ->ArgsProduct({{1, 64, 4096}, {26}, {16}, {26 * 1000, 26 * 100000}, {1, 2}})
     ->UseRealTime()
     ->ArgNames({"B", "F", "D", "V", "t"});
+
+// The fused pass on a row-wise quantized table (row format 1 = int8, 2 = int4; 0 = float32 for
+// comparison). Args: B, F, D, V, threads, format. GB/s counts the table bytes read.
+void BM_EmbeddingFmQuantized(benchmark::State& state) {
+  const int64_t B = state.range(0), F = state.range(1), D = state.range(2), V = state.range(3);
+  const auto fmt = static_cast<RowFormat>(state.range(5));
+  const int64_t row_bytes = RowwiseBytes(fmt, D);
+  // Random codes and scales stand in for a quantized table (the reference quantizer is not linked).
+  std::vector<uint8_t> q(static_cast<size_t>(V * row_bytes));
+  std::mt19937 gen(1);
+  for (auto& v : q) v = static_cast<uint8_t>(gen());
+  for (int64_t v = 0; v < V && fmt != RowFormat::kFloat32; ++v) {
+    uint8_t* tail = q.data() + (v + 1) * row_bytes - (fmt == RowFormat::kInt8Rowwise ? 8 : 4);
+    if (fmt == RowFormat::kInt8Rowwise) {
+      const float sb[2] = {0.01f, -1.f};
+      std::memcpy(tail, sb, 8);
+    } else {
+      const uint16_t sb[2] = {0x2000, 0xbc00};  // fp16 ~0.0078, -1
+      std::memcpy(tail, sb, 4);
+    }
+  }
+  auto fo = Random(V, 2);
+  std::vector<int64_t> ids(B * F), offsets(F), sizes(F);
+  std::mt19937_64 rng(4);
+  for (int64_t f = 0; f < F; ++f) {
+    offsets[f] = f * (V / F);
+    sizes[f] = V / F;
+  }
+  for (auto& id : ids) id = static_cast<int64_t>(rng() % (V / F));
+  const int64_t stride = 429;
+  std::vector<float> emb(B * stride), fm(B), first(B);
+  EmbeddingFmArgs a;
+  if (fmt == RowFormat::kFloat32) {
+    a.table = reinterpret_cast<const float*>(q.data());
+  } else {
+    a.qtable = q.data();
+    a.row_format = static_cast<int32_t>(fmt);
+  }
+  a.V = V;
+  a.D = D;
+  a.ids = ids.data();
+  a.B = B;
+  a.F = F;
+  a.offsets = offsets.data();
+  a.sizes = sizes.data();
+  a.emb_out = emb.data();
+  a.emb_stride = stride;
+  a.fm_out = fm.data();
+  a.first_order_table = fo.data();
+  a.first_order_out = first.data();
+  ThreadPool* pool = Pool(static_cast<int>(state.range(4)));
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(EmbeddingFm(a, pool));
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(B * F * row_bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_EmbeddingFmQuantized)
+    ->ArgsProduct({{64, 4096}, {26}, {16}, {26 * 100000}, {1, 2}, {0, 1, 2}})
+    ->UseRealTime()
+    ->ArgNames({"B", "F", "D", "V", "t", "fmt"});
 
 // The DeepFM model's kernels end to end (no graph runtime): embeddings + FM + first order, the
 // dense features copied into the concat buffer, then the MLP. Compare with ONNX Runtime's 0.174 /

@@ -41,13 +41,20 @@ std::string ChooseCpuKernel(const ir::Node& n, const std::string& isa) {
   auto const_input = [&](size_t i) { return n.input(i) && n.input(i)->constant.has_value(); };
   switch (n.op) {
     case ir::OpKind::kLinear:
-      if (fp32 && const_input(1) && (!n.input(2) || const_input(2))) return isa + "_linear";
+      if (fp32 && const_input(1) && (!n.input(2) || const_input(2)) && (!n.input(3) || const_input(3))) {
+        return isa + (n.input(1)->dtype == DType::kInt8 ? "_qlinear" : "_linear");
+      }
       break;
     case ir::OpKind::kCross:
-      if (fp32 && const_input(2) && const_input(3)) return isa + "_cross";
+      if (fp32 && const_input(2) && const_input(3) && (!n.input(4) || const_input(4))) {
+        return isa + (n.input(2)->dtype == DType::kInt8 ? "_qcross" : "_cross");
+      }
       break;
     case ir::OpKind::kEmbeddingLookup:
-      if (fp32 && const_input(0)) return isa + "_embedding";
+      if (fp32 && const_input(0)) {
+        const int64_t f = n.GetInt("row_format", 0);
+        return isa + (f == 1 ? "_embedding_int8" : f == 2 ? "_embedding_int4" : "_embedding");
+      }
       break;
     case ir::OpKind::kFMInteraction:
       if (fp32) return isa + "_fm";
@@ -201,13 +208,16 @@ StatusOr<BuildResult> Build(const std::string& onnx_path, const BuildOptions& o)
   if (o.backend != "cpu" && o.backend != "cuda") {
     return InvalidArgument("unknown backend '" + o.backend + "' (expected cpu or cuda)");
   }
-  if (o.backend == "cpu" && o.precision != "fp32") {
-    return Unimplemented("precision '" + o.precision + "' is not built for the cpu backend; use fp32");
+  if (o.backend == "cpu" && o.precision != "fp32" && o.precision != "int8") {
+    return Unimplemented("precision '" + o.precision + "' is not built for the cpu backend; use fp32 or int8");
   }
   if (o.backend == "cuda" && o.precision != "fp32" && o.precision != "tf32" && o.precision != "fp16" &&
-      o.precision != "bf16") {
+      o.precision != "bf16" && o.precision != "int8" && o.precision != "fp8") {
     return Unimplemented("precision '" + o.precision + "' is not built for the cuda backend; use fp32, tf32, "
-                         "fp16 or bf16");
+                         "fp16, bf16, int8 or fp8");
+  }
+  if ((o.precision == "int8" || o.precision == "fp8") && !o.after_passes) {
+    return InvalidArgument("precision " + o.precision + " needs a calibration (--calib)");
   }
   if (o.backend == "cuda" && o.gpu.sm_arch.empty()) {
     return FailedPrecondition("a cuda build needs the target GPU (none given: is a GPU visible?)");
@@ -251,7 +261,24 @@ StatusOr<BuildResult> Build(const std::string& onnx_path, const BuildOptions& o)
   say("[2/4] passes: " + std::to_string(nodes_before) + " -> " +
       std::to_string(graph->nodes().size()) + " nodes;" + (pass_line.empty() ? " no rewrites" : pass_line) +
       " (" + ms() + ")");
+  nlohmann::json assignment;
+  if (o.after_passes) {
+    auto a = o.after_passes(*graph);
+    if (!a.ok()) return a.status().WithContext("precision assignment");
+    assignment = std::move(a).value();
+  }
   ASSIGN_OR_RETURN(BuildResult r, Lower(*graph, o));
+  if (!assignment.is_null()) r.program.meta.extra["precision_assignment"] = std::move(assignment);
+  // A model that carried its own quantization (QDQ, fused by fuse_qdq) is an INT8 engine too.
+  for (const auto& n : graph->nodes()) {
+    const ir::Value* w = n->op == ir::OpKind::kLinear ? n->input(1)
+                         : n->op == ir::OpKind::kCross ? n->input(2) : nullptr;
+    if (w && w->dtype == DType::kInt8 && r.program.meta.precision != "int8") {
+      r.program.meta.extra["requested_precision"] = r.program.meta.precision;
+      r.program.meta.precision = "int8";
+    }
+  }
+  r.program.meta.calibration_sha256 = o.calibration_sha256;
   r.graph_before = std::move(before);
   r.graph_after = ir::Dump(*graph);
   r.program.meta.model_sha256 = engine::Sha256Hex(

@@ -18,7 +18,14 @@ struct GpuTarget {
 
 struct BuildOptions {
   std::string backend = "cpu";     // "cpu" or "cuda"
-  std::string precision = "fp32";  // cpu: fp32; cuda: fp32, tf32, fp16, bf16
+  // cpu: fp32, int8; cuda: fp32, tf32, fp16, bf16, int8, fp8. int8 / fp8 need `after_passes` to
+  // assign layer precisions from a calibration (quant/quantize_graph.h does).
+  std::string precision = "fp32";
+  // Runs on the optimized graph between the passes and lowering (precision assignment, row-wise
+  // quantized embeddings); null = nothing. Its error fails the build; what it returns (unless
+  // null) is recorded as the engine's meta.extra.precision_assignment.
+  std::function<StatusOr<nlohmann::json>(ir::Graph&)> after_passes;
+  std::string calibration_sha256;  // written into the engine's metadata
   // Buckets empty: the cuda backend takes min, max and the powers of 8 between (each gets its
   // own tuned kernels and CUDA graph); the cpu backend needs none.
   engine::Profile profile{1, 64, 4096, {}};

@@ -10,19 +10,57 @@ Status InferEmbeddingLookup(ir::Node& n) {
   RETURN_IF_ERROR(detail::RequireDTypes(n, 1, {DType::kInt64, DType::kInt32}));
   const ir::Shape& table = n.inputs[0]->shape;
   const ir::Shape& ids = n.inputs[1]->shape;
+  // A uint8 table holds row-wise quantized rows (docs/FUSED_OPS.md): the output is float32 and its
+  // width is the embedding_dim attribute, not the row's byte count.
+  const bool quantized = n.inputs[0]->dtype == DType::kUInt8;
+  const int64_t row_format = n.GetInt("row_format", 0);
+  if (quantized != (row_format != 0)) {
+    return NodeError(n, "a uint8 table needs row_format 1 (int8) or 2 (int4), and only a uint8 "
+                        "table may have one (table " + std::string(DTypeName(n.inputs[0]->dtype)) +
+                        ", row_format " + std::to_string(row_format) + ")");
+  }
+  if (quantized && (row_format < 1 || row_format > 2 || n.GetInt("embedding_dim", 0) < 1)) {
+    return NodeError(n, "row_format must be 1 or 2 and embedding_dim positive");
+  }
   ir::Shape out;
   if (table.rank_known && ids.rank_known) {
     if (table.rank() != 2) return NodeError(n, "table must be 2-D, got " + table.ToString());
     out = ids;
-    out.dims.push_back(table.dims[1]);
+    out.dims.push_back(quantized ? ir::Dim::Known(n.GetInt("embedding_dim", 0)) : table.dims[1]);
   }
-  SetOutput(n, 0, n.inputs[0]->dtype, out);
+  SetOutput(n, 0, quantized ? DType::kFloat32 : n.inputs[0]->dtype, out);
+  return Status::Ok();
+}
+
+// INT8 Linear / Cross: W int8 with a float32 per-output-channel scale at `scale_index`, the
+// activation scale in attr x_scale; everything else float32.
+Status CheckInt8Weights(const ir::Node& n, size_t w_index, size_t scale_index) {
+  if (n.input(w_index) == nullptr || n.input(w_index)->dtype != DType::kInt8) {
+    if (n.input(scale_index) != nullptr) {
+      return NodeError(n, "w_scale is only allowed with an int8 W");
+    }
+    return Status::Ok();
+  }
+  if (n.input(scale_index) == nullptr || n.input(scale_index)->dtype != DType::kFloat32) {
+    return NodeError(n, "an int8 W needs a float32 w_scale input");
+  }
+  if (!(n.GetFloat("x_scale", 0.f) > 0.f)) {
+    return NodeError(n, "an int8 W needs a positive x_scale attribute");
+  }
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    if (i != w_index && n.inputs[i] && n.inputs[i]->dtype != DType::kFloat32) {
+      return NodeError(n, "input " + std::to_string(i) + " '" + n.inputs[i]->name +
+                              "' must be float32 in an INT8 layer, got " +
+                              DTypeName(n.inputs[i]->dtype));
+    }
+  }
   return Status::Ok();
 }
 
 Status InferLinear(ir::Node& n) {
   RETURN_IF_ERROR(detail::RequireDTypes(n, 0, {DType::kFloat32, DType::kFloat16, DType::kBFloat16}));
-  RETURN_IF_ERROR(detail::RequireSameDTypes(n));
+  RETURN_IF_ERROR(CheckInt8Weights(n, 1, 3));
+  if (n.inputs[1]->dtype != DType::kInt8) RETURN_IF_ERROR(detail::RequireSameDTypes(n));
   const ir::Shape& x = n.inputs[0]->shape;
   const ir::Shape& w = n.inputs[1]->shape;
   ir::Shape out;
@@ -52,7 +90,8 @@ Status InferFMInteraction(ir::Node& n) {
 }
 
 Status InferCross(ir::Node& n) {
-  RETURN_IF_ERROR(detail::RequireSameDTypes(n));
+  RETURN_IF_ERROR(CheckInt8Weights(n, 2, 4));
+  if (n.inputs[2]->dtype != DType::kInt8) RETURN_IF_ERROR(detail::RequireSameDTypes(n));
   SetOutput(n, 0, n.inputs[0]->dtype, n.inputs[1]->shape);
   return Status::Ok();
 }

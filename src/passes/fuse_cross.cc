@@ -28,12 +28,15 @@ StatusOr<bool> TryFuse(ir::Graph& g, ir::Node* add) {
       if (!detail::SameKnownShape(x0->shape, y) || !detail::SameKnownShape(xl->shape, y)) continue;
       ir::Value* bias = lin->input(2);
       if (bias == nullptr) {
-        auto zeros = Tensor::Zeros(w->dtype(), {w->dim(1)});
+        // The bias is the activations' dtype (an INT8 Linear's W is int8).
+        auto zeros = Tensor::Zeros(xl->dtype, {w->dim(1)});
         if (!zeros.ok()) return zeros.status();
         bias = detail::AddConstant(g, lin->name + "/zero_bias", zeros.value());
       }
+      // An INT8 Linear (fuse_qdq) makes an INT8 Cross: w_scale 5th, x_scale carried.
       auto node = detail::MakeFusedNode(g, ir::OpKind::kCross, lin->name + "/Cross",
-                                        {x0, xl, lin->input(1), bias});
+                                        {x0, xl, lin->input(1), bias, lin->input(3)});
+      if (lin->HasAttr("x_scale")) node->attrs["x_scale"] = lin->attrs.at("x_scale");
       ASSIGN_OR_RETURN(ir::Node* fused, detail::ReplaceWithFused(g, add, std::move(node)));
       if (fused == nullptr) continue;
       g.RemoveNode(mul);

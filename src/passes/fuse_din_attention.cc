@@ -180,11 +180,12 @@ class DinMatcher {
  private:
   void Add(ir::Node* n) { remove_.push_back(n); }
 
-  // A Linear without activation, of constant weight, whose output only `v`'s consumer reads.
+  // A Linear without activation, of constant weight, whose output only `v`'s consumer reads;
+  // not an INT8 one (fuse_qdq), which DinAttention has no form of.
   static ir::Node* OpenLinear(const ir::Value* v) {
     ir::Node* lin = ProducedBy(v, ir::OpKind::kLinear);
     if (lin == nullptr || !HasSingleUse(v) || lin->GetInt("activation", 0) != 0 ||
-        ConstOf(lin->input(1)) == nullptr) {
+        ConstOf(lin->input(1)) == nullptr || lin->input(3) != nullptr) {
       return nullptr;
     }
     return lin;

@@ -40,10 +40,16 @@ class LinearFuser {
     return x && t && t->rank() == 2 && detail::IsFloat(x->dtype) && t->dtype() == x->dtype;
   }
 
+  // `absorbed` is the Linear the new one extends; its INT8 form (w_scale, x_scale: fuse_qdq) is
+  // carried over.
   StatusOr<bool> Emit(ir::Node* root, ir::Value* x, ir::Value* w, ir::Value* bias, int64_t act,
                       const std::string& name, ir::Node* absorbed) {
-    auto node = detail::MakeFusedNode(g_, ir::OpKind::kLinear, name, {x, w, bias});
+    ir::Value* w_scale = absorbed ? absorbed->input(3) : nullptr;
+    auto node = detail::MakeFusedNode(g_, ir::OpKind::kLinear, name, {x, w, bias, w_scale});
     node->attrs["activation"] = act;
+    if (absorbed && absorbed->HasAttr("x_scale")) {
+      node->attrs["x_scale"] = absorbed->attrs.at("x_scale");
+    }
     ASSIGN_OR_RETURN(ir::Node* fused, detail::ReplaceWithFused(g_, root, std::move(node)));
     if (fused == nullptr) return false;
     if (absorbed) g_.RemoveNode(absorbed);

@@ -26,6 +26,30 @@
 
 namespace clickrt::passes {
 
+// fuse_qdq: explicit quantization as ONNX Runtime's static quantization writes it (QDQ format)
+// => clickrt's INT8 layers (docs/QUANTIZATION.md, "Explicit quantization (QDQ)"):
+//   MatMul(DQ(Q(x, s, 0), s, 0), DQ(Wq, w_scale, 0))
+//   Gemm(DQ(Q(x, s, 0), s, 0), DQ(Wq, w_scale, 0), C?)  transA=0, alpha=1, beta=1 (or no C)
+//     => Linear(x, Wq [K,N] int8, bias [N]?, w_scale [N]), attrs activation 0, x_scale s
+// Wq is an int8 constant (or Q of a constant: AddQDQPairToWeight) with zero point 0 and a scale
+// per output channel (axis 1 of W [K,N]; axis 0 of Gemm transB=1's [N,K], whose codes are
+// transposed) or per tensor; the codes and scales are kept bit for bit (no requantization). The
+// activation pair is per tensor, int8, zero point 0, one scale s. C is a float constant or
+// DQ(int32 constant) (ORT's quantized bias), which is evaluated. The Linear reads x itself when
+// the pair's only readers are converted GEMMs (the pair is then removed), else the pair's output
+// (q(DQ(Q(x))) = Q(x): the same codes), so other readers keep their exact inputs.
+// Also, exact: Relu(DQ(Q(y))) with Q / DQ of one zero point and positive scales, y made by a
+// MatMul / Gemm / Linear, becomes DQ(Q(Relu(y))), so fuse_linear can absorb the Relu.
+// A QDQ GEMM that does not fit (uint8 or non-zero zero point, a weight scale along the wrong axis,
+// no activation pair, ...) stays as it is: plain ops with the ONNX semantics, the layer in float
+// (fold_constants folds its weight's DQ); a warning names the node and the reason. Q / DQ pairs
+// elsewhere stay as ops (fake quantization, run by their reference kernels).
+// The INT8 Linear computes the QDQ subgraph up to float reassociation, but for one difference:
+// its activation codes clamp at -127 where ONNX's go to -128 (values below -127.5 s, outside the
+// calibrated range). Runs first, before fold_constants, which would fold DQ(Wq) into a float
+// constant and lose the codes. Counts GEMMs converted plus Relus moved.
+Status FuseQdq(ir::Graph& g, int* rewrites);
+
 // fold_constants: evaluates, with the reference kernels, every node whose inputs are all
 // constants, and turns its outputs into constants (Constant nodes, Identity of initializers,
 // Shape of a static shape and the Gather / Unsqueeze / Concat chains built from it, transposed

@@ -17,9 +17,15 @@ struct Step {
 };
 
 // THE pass order. Why this order:
-//  1. fold_constants first: the exporter hides constants behind Constant / Identity nodes
-//     (DeepFM's offsets, DCN-v2's shared biases) and Shape chains; every matcher below wants to
-//     see plain constants (the -1 of the id clamp, FM's 0.5, Gemm weights).
+//  0. fuse_qdq before anything else: fold_constants would evaluate DequantizeLinear(int8 weight
+//     codes) into a float constant and lose the model's codes and scales, and fuse_linear would
+//     then make float Linears of them. It needs no cleanup first: ONNX Runtime's QDQ weights,
+//     scales and zero points are initializers, and Constant / Identity outputs are constants
+//     after import. Its INT8 Linears are what fuse_linear (bias, Relu) and fuse_cross extend;
+//     the DQs it leaves (embedding tables, layers that stay float) fold_constants folds.
+//  1. fold_constants first of the rest: the exporter hides constants behind Constant / Identity
+//     nodes (DeepFM's offsets, DCN-v2's shared biases) and Shape chains; every matcher below
+//     wants to see plain constants (the -1 of the id clamp, FM's 0.5, Gemm weights).
 //  2. specialize_shapes, on the plain constants fold_constants left: shape values of static
 //     dims (and, for a fixed batch profile, of the batch) become constants, identity Expand /
 //     Reshape go, PyTorch 2.x's zeros_like / expand_as / view shape chains become what the
@@ -40,6 +46,7 @@ struct Step {
 std::vector<Step> Steps(const PipelineOptions& o) {
   PassFn fold = [max = o.fold_max_bytes](ir::Graph& g, int* n) { return FoldConstants(g, n, max); };
   return {
+      {"fuse_qdq", true, FuseQdq},
       {"fold_constants", false, fold},
       {"specialize_shapes", false,
        [batch = o.batch](ir::Graph& g, int* n) { return SpecializeShapes(g, n, batch); }},

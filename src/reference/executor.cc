@@ -150,6 +150,22 @@ Status RunNode(const ir::Node& n, const std::vector<const Tensor*>& in, std::vec
       ASSIGN_OR_RETURN(DType to, DTypeFromOnnx(static_cast<int32_t>(n.GetInt("to", 0))));
       return one(ref::Cast(x, to));
     }
+    case OpKind::kQuantizeLinear:
+    case OpKind::kDequantizeLinear: {
+      if (n.GetInt("block_size", 0) != 0) {
+        return Unimplemented("block quantization (block_size) is not supported");
+      }
+      if (in.size() < 2 || in[1] == nullptr) {
+        return InvalidArgument("node " + n.Label() + ": no scale");
+      }
+      const Tensor* zp = in.size() > 2 ? in[2] : nullptr;
+      const int64_t axis = n.GetInt("axis", 1);
+      if (n.op == OpKind::kDequantizeLinear) return one(ref::DequantizeLinear(x, *in[1], zp, axis));
+      // The code type: the zero point's, else inference's (opset 21 output_dtype), else uint8.
+      DType code = zp ? zp->dtype() : n.outputs[0] ? n.outputs[0]->dtype : DType::kUndefined;
+      if (code == DType::kUndefined) code = DType::kUInt8;
+      return one(ref::QuantizeLinear(x, *in[1], zp, axis, code));
+    }
     case OpKind::kMatMul: return one(ref::MatMul(x, *in[1]));
     case OpKind::kGemm:
       return one(ref::Gemm(x, *in[1], in.size() > 2 ? in[2] : nullptr, n.GetFloat("alpha", 1.f),
@@ -307,19 +323,36 @@ Status RunNode(const ir::Node& n, const std::vector<const Tensor*>& in, std::vec
       return one(t);
     }
     case OpKind::kEmbeddingLookup: {
-      auto r = ref::EmbeddingLookup(x, *in[1], in.size() > 2 ? in[2] : nullptr,
-                                    in.size() > 3 ? in[3] : nullptr);
+      const int64_t row_format = n.GetInt("row_format", 0);
+      auto r = row_format != 0
+                   ? ref::EmbeddingLookupQ(x, static_cast<ref::RowFormat>(row_format),
+                                           n.GetInt("embedding_dim", 0), *in[1],
+                                           in.size() > 2 ? in[2] : nullptr,
+                                           in.size() > 3 ? in[3] : nullptr)
+                   : ref::EmbeddingLookup(x, *in[1], in.size() > 2 ? in[2] : nullptr,
+                                          in.size() > 3 ? in[3] : nullptr);
       if (!r.ok() && r.status().code() == StatusCode::kOutOfRange) {
         std::string origin = IndexOrigin(n.inputs[1]);
         return r.status().WithContext("ids from input '" + (origin.empty() ? n.inputs[1]->name : origin) + "'");
       }
       return one(std::move(r));
     }
-    case OpKind::kLinear:
-      return one(ref::Linear(x, *in[1], in.size() > 2 ? in[2] : nullptr,
-                             static_cast<ref::Activation>(n.GetInt("activation", 0))));
+    case OpKind::kLinear: {
+      const Tensor* bias = in.size() > 2 ? in[2] : nullptr;
+      const auto act = static_cast<ref::Activation>(n.GetInt("activation", 0));
+      if (in[1]->dtype() == DType::kInt8) {
+        if (in.size() < 4 || in[3] == nullptr) return InvalidArgument("node " + n.Label() + ": int8 W without w_scale");
+        return one(ref::QLinear(x, *in[1], *in[3], bias, n.GetFloat("x_scale", 0.f), act));
+      }
+      return one(ref::Linear(x, *in[1], bias, act));
+    }
     case OpKind::kFMInteraction: return one(ref::FMInteraction(x));
-    case OpKind::kCross: return one(ref::Cross(x, *in[1], *in[2], *in[3]));
+    case OpKind::kCross:
+      if (in[2]->dtype() == DType::kInt8) {
+        if (in.size() < 5 || in[4] == nullptr) return InvalidArgument("node " + n.Label() + ": int8 W without w_scale");
+        return one(ref::QCross(x, *in[1], *in[2], *in[4], in[3], n.GetFloat("x_scale", 0.f)));
+      }
+      return one(ref::Cross(x, *in[1], *in[2], *in[3]));
     case OpKind::kDinAttention: {
       if (in.size() < 5 || (in.size() - 5) % 3 != 0) {
         return InvalidArgument("node " + n.Label() + ": wrong number of inputs");
@@ -391,10 +424,15 @@ Status CheckInputs(const ir::Graph& graph, const TensorMap& inputs) {
   return Status::Ok();
 }
 
-StatusOr<TensorMap> Executor::Run(const TensorMap& inputs) const {
+StatusOr<TensorMap> Executor::Run(const TensorMap& inputs) const { return Run(inputs, nullptr); }
+
+StatusOr<TensorMap> Executor::Run(const TensorMap& inputs, const Observer& observe) const {
   RETURN_IF_ERROR(CheckInputs(*graph_, inputs));
   Frame frame;
-  for (const ir::Value* v : graph_->inputs) frame.Set(v, inputs.at(v->name));
+  for (const ir::Value* v : graph_->inputs) {
+    frame.Set(v, inputs.at(v->name));
+    if (observe) observe(v->name, inputs.at(v->name));
+  }
   // Remaining reads per value, so intermediates are freed after their last use.
   std::unordered_map<const ir::Value*, size_t> uses;
   for (const auto& n : graph_->nodes()) {
@@ -422,7 +460,10 @@ StatusOr<TensorMap> Executor::Run(const TensorMap& inputs) const {
       if (!s.ok()) return s.WithContext("node " + n.Label());
     }
     for (size_t i = 0; i < n.outputs.size() && i < outs.size(); ++i) {
-      if (n.outputs[i] && !n.outputs[i]->constant) frame.Set(n.outputs[i], std::move(outs[i]));
+      if (n.outputs[i] && !n.outputs[i]->constant) {
+        if (observe) observe(n.outputs[i]->name, outs[i]);
+        frame.Set(n.outputs[i], std::move(outs[i]));
+      }
     }
     for (const ir::Value* v : n.inputs) {
       if (v && --uses[v] == 0 && !v->is_graph_output) frame.Drop(v);

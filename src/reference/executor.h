@@ -5,6 +5,7 @@
 // must bind to one size across all inputs); errors name the input or node.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -33,6 +34,13 @@ class Executor {
 
   // Runs the graph; returns every graph output by name. Thread-safe (no mutable state).
   StatusOr<TensorMap> Run(const TensorMap& inputs) const;
+
+  // Sees every value as it is computed: each graph input first, then each node's non-constant
+  // outputs right after the node ran (constants are not reported). The tensor is only valid
+  // during the call. Calibration (src/quant) collects activation ranges through it.
+  using Observer = std::function<void(const std::string& value, const Tensor& tensor)>;
+  // Run() that calls `observe` (may be empty: then exactly Run(inputs)).
+  StatusOr<TensorMap> Run(const TensorMap& inputs, const Observer& observe) const;
 
  private:
   explicit Executor(const ir::Graph* g) : graph_(g) {}

@@ -74,8 +74,11 @@ struct Step {
   std::vector<int32_t> in, out;
   std::unique_ptr<fast::Linear> linear;
   std::unique_ptr<fast::Cross> cross;
-  // Embedding: table and per-field vectors.
+  std::unique_ptr<fast::QLinear> qlinear;  // an INT8 Linear or Cross (then linear / cross unset)
+  // Embedding: table (float32, or row-wise quantized in qtable) and per-field vectors.
   const float* table = nullptr;
+  const uint8_t* qtable = nullptr;
+  int32_t row_format = 0;
   int64_t V = 0, D = 0;
   std::vector<int64_t> offsets, sizes;
   // kEmbeddingFm: one pass over the ids that also writes FM and the first-order sum, and may write
@@ -165,22 +168,49 @@ Status CpuEngine::Impl::Prepare() {
       const Tensor* w = cdata(1);
       const Tensor* b = cdata(2);
       if (w == nullptr || w->rank() != 2) return DataLoss("layer '" + n.name + "': Linear weight is not a constant 2-D tensor");
-      ASSIGN_OR_RETURN(s->linear, fast::Linear::Create(
-                                      w->data<float>(), w->dim(0), w->dim(1), b ? b->data<float>() : nullptr,
-                                      static_cast<fast::Activation>(n.GetInt("activation", 0)), pool.get()));
+      const auto act = static_cast<fast::Activation>(n.GetInt("activation", 0));
+      if (w->dtype() == DType::kInt8) {
+        const Tensor* ws = cdata(3);
+        if (ws == nullptr) return DataLoss("layer '" + n.name + "': int8 Linear without a constant w_scale");
+        ASSIGN_OR_RETURN(s->qlinear, fast::QLinear::Create(w->data<int8_t>(), w->dim(0), w->dim(1),
+                                                           ws->data<float>(), b ? b->data<float>() : nullptr,
+                                                           n.GetFloat("x_scale", 0.f), act, pool.get()));
+      } else {
+        ASSIGN_OR_RETURN(s->linear, fast::Linear::Create(w->data<float>(), w->dim(0), w->dim(1),
+                                                         b ? b->data<float>() : nullptr, act, pool.get()));
+      }
       s->kind = StepKind::kLinear;
     } else if (k != "ref" && n.op == ir::OpKind::kCross) {
       const Tensor* w = cdata(2);
       const Tensor* b = cdata(3);
       if (w == nullptr || b == nullptr) return DataLoss("layer '" + n.name + "': Cross weights are not constant");
-      ASSIGN_OR_RETURN(s->cross, fast::Cross::Create(w->data<float>(), w->dim(0), b->data<float>(), pool.get()));
+      if (w->dtype() == DType::kInt8) {
+        const Tensor* ws = cdata(4);
+        if (ws == nullptr) return DataLoss("layer '" + n.name + "': int8 Cross without a constant w_scale");
+        ASSIGN_OR_RETURN(s->qlinear, fast::QLinear::Create(w->data<int8_t>(), w->dim(0), w->dim(1),
+                                                           ws->data<float>(), b->data<float>(),
+                                                           n.GetFloat("x_scale", 0.f), fast::Activation::kNone,
+                                                           pool.get()));
+      } else {
+        ASSIGN_OR_RETURN(s->cross, fast::Cross::Create(w->data<float>(), w->dim(0), b->data<float>(), pool.get()));
+      }
       s->kind = StepKind::kCross;
     } else if (k != "ref" && n.op == ir::OpKind::kEmbeddingLookup && n.inputs[1]->dtype == DType::kInt64) {
       const Tensor* t = cdata(0);
       if (t == nullptr || t->rank() != 2) return DataLoss("layer '" + n.name + "': embedding table is not a constant 2-D tensor");
-      s->table = t->data<float>();
       s->V = t->dim(0);
-      s->D = t->dim(1);
+      if (t->dtype() == DType::kUInt8) {
+        s->qtable = t->data<uint8_t>();
+        s->row_format = static_cast<int32_t>(n.GetInt("row_format", 0));
+        s->D = n.GetInt("embedding_dim", 0);
+        if (kernels::RowwiseBytes(static_cast<kernels::RowFormat>(s->row_format), s->D) != t->dim(1)) {
+          return DataLoss("layer '" + n.name + "': quantized table " + t->Describe() + " does not hold rows of " +
+                          std::to_string(s->D) + " values in row_format " + std::to_string(s->row_format));
+        }
+      } else {
+        s->table = t->data<float>();
+        s->D = t->dim(1);
+      }
       // Offsets / sizes computed at run time leave the layer on the reference kernel.
       const bool per_field_const = (n.input(2) == nullptr || cdata(2)) && (n.input(3) == nullptr || cdata(3));
       if (per_field_const) {
@@ -365,6 +395,8 @@ Status CpuEngine::Impl::RunStep(Step& s, Context& ctx) {
       }
       fast::EmbeddingFmArgs a;
       a.table = s.table;
+      a.qtable = s.qtable;
+      a.row_format = s.row_format;
       a.V = s.V;
       a.D = s.D;
       a.ids = ids->data<int64_t>();
@@ -453,14 +485,19 @@ Status CpuEngine::Impl::RunStep(Step& s, Context& ctx) {
     }
     case StepKind::kLinear: {
       const Tensor* x = Get(ctx, s.in[0]);
-      const int64_t K = s.linear->K(), N = s.linear->N();
+      const int64_t K = s.qlinear ? s.qlinear->K() : s.linear->K();
+      const int64_t N = s.qlinear ? s.qlinear->N() : s.linear->N();
       if (x->dtype() != DType::kFloat32 || x->rank() < 1 || x->dims().back() != K) {
         return InvalidArgument("input " + x->Describe() + " does not match weight K=" + std::to_string(K));
       }
       Dims od = x->dims();
       od.back() = N;
       ASSIGN_OR_RETURN(Tensor y, Output(ctx, s.out[0], od));
-      RETURN_IF_ERROR(s.linear->Run(x->data<float>(), x->size() / K, K, y.data<float>(), N));
+      if (s.qlinear) {
+        RETURN_IF_ERROR(s.qlinear->Run(x->data<float>(), x->size() / K, K, y.data<float>(), N));
+      } else {
+        RETURN_IF_ERROR(s.linear->Run(x->data<float>(), x->size() / K, K, y.data<float>(), N));
+      }
       ctx.vals[s.out[0]] = std::move(y);
       return Status::Ok();
     }
@@ -471,7 +508,13 @@ Status CpuEngine::Impl::RunStep(Step& s, Context& ctx) {
         return InvalidArgument("Cross inputs " + x0->Describe() + " and " + xl->Describe() + " differ");
       }
       ASSIGN_OR_RETURN(Tensor y, Output(ctx, s.out[0], xl->dims()));
-      RETURN_IF_ERROR(s.cross->Run(x0->data<float>(), xl->data<float>(), xl->dim(0), y.data<float>()));
+      const int64_t K = xl->dim(1);
+      if (s.qlinear) {
+        RETURN_IF_ERROR(s.qlinear->RunCross(x0->data<float>(), K, xl->data<float>(), K, xl->dim(0),
+                                            y.data<float>(), K));
+      } else {
+        RETURN_IF_ERROR(s.cross->Run(x0->data<float>(), xl->data<float>(), xl->dim(0), y.data<float>()));
+      }
       ctx.vals[s.out[0]] = std::move(y);
       return Status::Ok();
     }

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "base/dtype.h"
+#include "kernels/cpu/quant_format.h"
 
 namespace clickrt::runtime::gpu {
 
@@ -373,7 +374,14 @@ Status Lowering::LowerEmbedding(const Node& n) {
     }
   }
   ASSIGN_OR_RETURN(int ids_val, Get(ids, n));
-  const int64_t V = table->constant->dim(0), D = table->constant->dim(1), F = RowCols(ids);
+  // A uint8 table holds row-wise quantized rows (docs/FUSED_OPS.md): uploaded as they are.
+  const int row_format = table->dtype == DType::kUInt8 ? static_cast<int>(n.GetInt("row_format", 0)) : 0;
+  const int64_t V = table->constant->dim(0), F = RowCols(ids);
+  const int64_t D = row_format ? n.GetInt("embedding_dim", 0) : table->constant->dim(1);
+  if (row_format && kernels::RowwiseBytes(static_cast<kernels::RowFormat>(row_format), D) != table->constant->dim(1)) {
+    return InvalidArgument("layer '" + n.name + "': quantized table " + table->constant->Describe() +
+                           " does not hold rows of " + std::to_string(D) + " values");
+  }
   const Value* emb = n.outputs[0];
   std::vector<int> touched = {ids_val};
   std::string name = n.name;
@@ -415,7 +423,9 @@ Status Lowering::LowerEmbedding(const Node& n) {
   a.table_rows = V;
   a.ids_ld = p_->bufs[p_->vals[ids_val].buf].ld;
   a.table_type = p_->act;
-  const int64_t table_off = AddConstAs(*table->constant, p_->act);
+  a.row_format = row_format;
+  const int64_t table_off = row_format ? AddConst(table->constant->raw(), table->constant->nbytes())
+                                       : AddConstAs(*table->constant, p_->act);
   const int64_t offsets_off = n.input(2) ? AddInt64(*n.input(2)->constant) : -1;
   const int64_t sizes_off = n.input(3) ? AddInt64(*n.input(3)->constant) : -1;
   int out_val = -1, fm_val = -1, fo_val = -1;
@@ -873,6 +883,14 @@ StatusOr<std::unique_ptr<Plan>> Lowering::Run() {
     p_->compute = cuda::GemmCompute::kBF16;
   } else {
     return Unimplemented("the CUDA runtime does not run precision '" + prec + "'");
+  }
+  for (const auto& n : g_.nodes()) {
+    if ((n->op == ir::OpKind::kLinear && n->input(1) && n->input(1)->dtype == DType::kInt8) ||
+        (n->op == ir::OpKind::kCross && n->input(2) && n->input(2)->dtype == DType::kInt8)) {
+      return Unimplemented("layer '" + n->name +
+                           "': INT8 GEMM layers are not run by the CUDA runtime yet (the CPU runtime "
+                           "runs them)");
+    }
   }
   p_->max_rows = prog_.meta.profile.max;
   // Graph inputs: their own device buffers (filled by the H2D copy).

@@ -13,6 +13,8 @@
 #include "import/onnx/onnx_importer.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
+#include "quant/quantize_graph.h"
+#include "runtime/cpu_engine.h"
 #include "runtime/cuda_engine.h"
 
 namespace clickrt::runtime {
@@ -23,8 +25,15 @@ std::string Fixture(const std::string& model, const std::string& file) {
 }
 
 std::unique_ptr<CudaEngine> Build(const std::string& model, const std::string& precision,
-                                  const std::string& backend = "cuda") {
+                                  const std::string& backend = "cuda",
+                                  quant::EmbeddingFormat emb = quant::EmbeddingFormat::kFloat32) {
   compiler::BuildOptions o;
+  if (emb != quant::EmbeddingFormat::kFloat32) {
+    quant::QuantizeOptions q;
+    q.int8_layers = false;
+    q.embeddings = emb;
+    o.after_passes = quant::AssignmentHook(q);
+  }
   o.backend = backend;
   o.precision = precision;
   o.profile = {1, 8, 64, {1, 8, 64}};
@@ -66,6 +75,38 @@ TEST(CudaEngine, ZooModelsMatchPyTorchInEveryPrecision) {
       ASSERT_TRUE(out.ok()) << out.status().ToString();
       const float tol = std::string(prec) == "fp32" ? 1e-5f : 2e-3f;
       EXPECT_LE(MaxDiff(out->at("prob"), want), tol) << model << " " << prec;
+    }
+  }
+}
+
+// Row-wise int8 / int4 embedding tables on the GPU: the same click probabilities as the CPU
+// runtime's engine with the same tables (rows dequantize bit for bit alike on both).
+TEST(CudaEngine, RowwiseQuantizedEmbeddingsMatchTheCpuEngine) {
+  for (const char* model : {"deepfm", "dcnv2"}) {
+    for (auto emb : {quant::EmbeddingFormat::kInt8Rowwise, quant::EmbeddingFormat::kInt4Rowwise}) {
+      compiler::BuildOptions o;
+      o.profile = {1, 8, 64, {}};
+      quant::QuantizeOptions q;
+      q.int8_layers = false;
+      q.embeddings = emb;
+      o.after_passes = quant::AssignmentHook(q);
+      auto cpu_built = compiler::Build(Fixture(model, "model.onnx"), o).value();
+      auto cpu = CpuEngine::Create(
+                     engine::LoadEngineFromBytes(
+                         engine::SerializeEngine(cpu_built.program, cpu_built.weights).value())
+                         .value())
+                     .value();
+      const auto in = SampleInputs(model);
+      const Tensor want = cpu->Run(in).value().at("prob");
+      for (const char* prec : {"fp32", "fp16"}) {
+        auto e = Build(model, prec, "cuda", emb);
+        ASSERT_TRUE(e) << model << " " << prec;
+        auto out = e->Run(in);
+        ASSERT_TRUE(out.ok()) << out.status().ToString();
+        const float tol = std::string(prec) == "fp32" ? 1e-5f : 2e-3f;
+        EXPECT_LE(MaxDiff(out->at("prob"), want), tol)
+            << model << " " << prec << " " << quant::EmbeddingFormatName(emb);
+      }
     }
   }
 }

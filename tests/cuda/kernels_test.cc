@@ -465,6 +465,7 @@ struct EmbCase {
   int64_t ids_pad = 0;
   bool fm = true, first = true, bias_ptr = false;
   int64_t vocab = 100;  // rows per field
+  int row_format = 0;   // 1 / 2: the main table is row-wise int8 / int4 (table_type: table1's)
 };
 
 std::string Describe(const EmbCase& c) {
@@ -472,7 +473,8 @@ std::string Describe(const EmbCase& c) {
          " dim=" + std::to_string(c.dim) + " table=" + Name(c.table_type) +
          (c.has_out ? std::string(" out=") + Name(c.out_type) : " no-out") +
          " off=" + std::to_string(c.out_off) + (c.offsets ? " offsets" : "") +
-         (c.sizes ? " sizes" : "") + (c.ids32 ? " ids32" : " ids64");
+         (c.sizes ? " sizes" : "") + (c.ids32 ? " ids32" : " ids64") +
+         (c.row_format ? " row_format=" + std::to_string(c.row_format) : "");
 }
 
 // Runs one case; `bad` lists (row, field) positions given ids far outside the table, which must
@@ -497,8 +499,16 @@ void RunEmbedding(const EmbCase& c, std::mt19937& rng,
 
   const std::vector<float> table = Random(rng, V * D, c.table_type, -0.5f, 0.5f);
   const std::vector<float> table1 = Random(rng, V, c.table_type, -0.5f, 0.5f);
-  DevBuf d_table(table.size() * SizeOf(c.table_type)), d_table1(V * SizeOf(c.table_type));
-  UploadAs(d_table, c.table_type, table);
+  const auto fmt = static_cast<ref::RowFormat>(c.row_format);
+  std::vector<uint8_t> qtable(c.row_format ? V * ref::RowwiseBytes(fmt, D) : 0);
+  if (c.row_format) ASSERT_TRUE(ref::QuantizeRows(table.data(), V, D, fmt, qtable.data()).ok());
+  DevBuf d_table(c.row_format ? qtable.size() : table.size() * SizeOf(c.table_type)),
+      d_table1(V * SizeOf(c.table_type));
+  if (c.row_format) {
+    Upload(d_table, qtable);
+  } else {
+    UploadAs(d_table, c.table_type, table);
+  }
   UploadAs(d_table1, c.table_type, table1);
   DevBuf d_ids(ids.size() * (c.ids32 ? 4 : 8)), d_off(F * 8), d_sizes(F * 8);
   if (c.ids32) {
@@ -520,7 +530,7 @@ void RunEmbedding(const EmbCase& c, std::mt19937& rng,
   a.ids = d_ids.get(), a.ids_int32 = c.ids32, a.ids_ld = ids_ld;
   a.offsets = c.offsets ? d_off.get<int64_t>() : nullptr;
   a.sizes = c.sizes ? d_sizes.get<int64_t>() : nullptr;
-  a.table = d_table.get(), a.table_type = c.table_type;
+  a.table = d_table.get(), a.table_type = c.table_type, a.row_format = c.row_format;
   if (c.has_out) {
     a.out = View{d_out.get<char>() + c.out_off * SizeOf(c.out_type), c.out_type, out_ld};
   }
@@ -544,9 +554,13 @@ void RunEmbedding(const EmbCase& c, std::mt19937& rng,
   const Tensor t_off = Tensor::FromVector<int64_t>({F}, offsets);
   const Tensor t_sizes = Tensor::FromVector<int64_t>({F}, sizes);
   const auto lookup = [&](const std::vector<float>& tab, int64_t width) -> StatusOr<Tensor> {
+    const bool q = c.row_format && width == D && &tab == &table;
+    const Tensor qt = q ? Tensor::FromVector<uint8_t>({V, ref::RowwiseBytes(fmt, D)}, qtable) : Tensor();
     ASSIGN_OR_RETURN(Tensor e,
-                     ref::EmbeddingLookup(T32({V, width}, tab), t_ids, c.offsets ? &t_off : nullptr,
-                                          c.sizes ? &t_sizes : nullptr));
+                     q ? ref::EmbeddingLookupQ(qt, fmt, D, t_ids, c.offsets ? &t_off : nullptr,
+                                               c.sizes ? &t_sizes : nullptr)
+                       : ref::EmbeddingLookup(T32({V, width}, tab), t_ids, c.offsets ? &t_off : nullptr,
+                                              c.sizes ? &t_sizes : nullptr));
     e = e.Clone();
     for (auto [b, f] : bad) {
       std::fill_n(e.data<float>() + (b * F + f) * width, width, 0.f);
@@ -597,6 +611,23 @@ TEST(CudaKernels, EmbeddingEveryTableAndOutType) {
       c = EmbCase{64, 26, 16, tt};
       c.out_type = ot, c.out_pad = 16, c.out_off = 8;  // aligned view at a column offset
       RunEmbedding(c, rng);
+    }
+  }
+}
+
+// Row-wise int8 / int4 tables: the dequantized rows equal the CPU reference's bit for bit.
+TEST(CudaKernels, EmbeddingRowwiseQuantizedTables) {
+  std::mt19937 rng(14);
+  for (int fmt : {1, 2}) {
+    for (DataType ot : kTypes) {
+      for (int64_t dim : {16, 8, 7, 10}) {  // 4 codes per lane, and 1 (odd / unaligned rows)
+        EmbCase c{37, 26, dim, DataType::kF32};
+        c.row_format = fmt, c.out_type = ot, c.out_pad = 5, c.out_off = 3, c.sizes = true;
+        RunEmbedding(c, rng);
+      }
+      EmbCase c{9, 33, 16, ot};  // table1 in the engine's type; two id tiles; bad ids
+      c.row_format = fmt, c.out_type = ot;
+      RunEmbedding(c, rng, {{2, 7}, {5, 32}});
     }
   }
 }

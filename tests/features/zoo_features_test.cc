@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "features/feature_store.h"
+#include "features/tsv_rows.h"
 #include "redis_server.h"
 #include "zoo_rows.h"
 
@@ -32,7 +35,11 @@ void ExpectFeatureFileReproducesValInputs(const std::string& model, FeatureStore
   auto schema = Schema::Load(dir + "/schema.json");
   ASSERT_TRUE(schema.ok()) << schema.status().ToString();
   FeatureSplit split = ReadSplit(dir + "/features.json");
-  auto raw = testing::ReadRows(dir + "/val.tsv", testing::Columns(dir + "/schema.json"));
+  auto layout = ReadTsvLayout(dir + "/schema.json");
+  ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+  auto raw_rows = ReadTsvRows(dir + "/val.tsv", *layout);
+  ASSERT_TRUE(raw_rows.ok()) << raw_rows.status().ToString();
+  const std::vector<FeatureRow>& raw = *raw_rows;
   ASSERT_EQ(raw.size(), split.item_of_line.size());
 
   std::vector<std::string> keys;
@@ -42,19 +49,25 @@ void ExpectFeatureFileReproducesValInputs(const std::string& model, FeatureStore
   }
   auto rows = store->MultiGet(keys, Clock::now() + 5s);
   ASSERT_TRUE(rows.ok()) << rows.status().ToString();
-  std::vector<FeatureRow> contexts(raw.size());
-  std::vector<std::vector<const FeatureRow*>> layers;
+  std::vector<EncodedRowPtr> encoded;
+  AssemblyLayers layers;
+  layers.depth = 3;
   for (size_t i = 0; i < raw.size(); ++i) {
-    for (const auto& name : split.context) contexts[i][name] = raw[i].at(name);
-    const auto& user = (*rows)[2 * i];
-    const auto& item = (*rows)[2 * i + 1];
-    ASSERT_TRUE(user.has_value()) << keys[2 * i];
-    ASSERT_TRUE(item.has_value()) << keys[2 * i + 1];
+    FeatureRow context;
+    for (const auto& name : split.context) context[name] = raw[i].at(name);
+    const RowPtr& user = (*rows)[2 * i];
+    const RowPtr& item = (*rows)[2 * i + 1];
+    ASSERT_NE(user, nullptr) << keys[2 * i];
+    ASSERT_NE(item, nullptr) << keys[2 * i + 1];
     // Each stored row holds only its own side's fields.
-    for (const auto& [name, value] : *item) {
+    for (const auto& [name, value] : item->values()) {
       ASSERT_NE(std::find(split.item.begin(), split.item.end(), name), split.item.end()) << name;
     }
-    layers.push_back({&contexts[i], &*item, &*user});
+    for (EncodedRowPtr e :
+         {(*schema)->Encode(context), (*schema)->Encoded(*item), (*schema)->Encoded(*user)}) {
+      layers.rows.push_back(e.get());
+      encoded.push_back(std::move(e));
+    }
   }
   auto got = (*schema)->Assemble(layers, nullptr);
   ASSERT_TRUE(got.ok()) << got.status().ToString();

@@ -18,6 +18,8 @@ void RegisterBench(CLI::App& app, int* exit_code);
 void RegisterFeatures(CLI::App& app, int* exit_code);  // cmd_features.cc
 void RegisterServe(CLI::App& app, int* exit_code);     // cmd_serve.cc
 void RegisterLoadtest(CLI::App& app, int* exit_code);  // cmd_loadtest.cc
+void RegisterCalibrate(CLI::App& app, int* exit_code); // cmd_calibrate.cc
+void RegisterEval(CLI::App& app, int* exit_code);      // cmd_eval.cc
 
 // The q-quantile (0..1) of `v` (nearest rank); 0 for an empty vector.
 double Percentile(std::vector<double> v, double q);

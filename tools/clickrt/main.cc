@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   clickrt::cli::RegisterServe(app, &exit_code);
   clickrt::cli::RegisterLoadtest(app, &exit_code);
   clickrt::cli::RegisterFeatures(app, &exit_code);
+  clickrt::cli::RegisterCalibrate(app, &exit_code);
+  clickrt::cli::RegisterEval(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "import/onnx/onnx_importer.h"
+#include "import/onnx/tensor_dir.h"
 #include "ir/attribute_json.h"
 
 namespace clickrt::cli {
@@ -79,23 +80,12 @@ StatusOr<Tensor> TensorFromJson(const std::string& text, DType dtype, const std:
 }
 
 StatusOr<reference::TensorMap> LoadInputs(const std::string& path, const ir::Graph& graph) {
-  reference::TensorMap out;
   std::error_code ec;
   if (!fs::exists(path, ec)) return NotFound("inputs '" + path + "' do not exist");
   if (fs::is_directory(path, ec)) {
-    for (size_t i = 0; i < graph.inputs.size(); ++i) {
-      const std::string& name = graph.inputs[i]->name;
-      fs::path by_name = fs::path(path) / (name + ".pb");
-      fs::path by_index = fs::path(path) / ("input_" + std::to_string(i) + ".pb");
-      fs::path file = fs::exists(by_name) ? by_name : by_index;
-      if (!fs::exists(file)) {
-        return NotFound("missing input '" + name + "': neither " + by_name.string() + " nor " +
-                        by_index.string() + " exists");
-      }
-      ASSIGN_OR_RETURN(Tensor t, onnx_import::ReadTensorProtoFile(file.string()));
-      out[name] = std::move(t);
-    }
-    return out;
+    std::vector<std::string> names;
+    for (const ir::Value* v : graph.inputs) names.push_back(v->name);
+    return onnx_import::ReadTensorProtoDir(path, names);
   }
   std::ifstream in(path);
   std::stringstream ss;
@@ -104,6 +94,7 @@ StatusOr<reference::TensorMap> LoadInputs(const std::string& path, const ir::Gra
   if (j.is_discarded() || !j.is_object()) {
     return InvalidArgument(path + ": expected a JSON object {\"input_name\": [[...]], ...}");
   }
+  reference::TensorMap out;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const ir::Value* v = graph.FindValue(it.key());
     if (v == nullptr || !v->is_graph_input) {

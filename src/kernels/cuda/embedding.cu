@@ -14,6 +14,11 @@ namespace clickrt::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 4;
+
+// Bytes per row of a row-wise format (kernels/cpu/quant_format.h's RowwiseBytes).
+__host__ __device__ __forceinline__ int64_t RowBytes(int fmt, int64_t dim) {
+  return fmt == 1 ? dim + 8 : (dim + 1) / 2 + 4;
+}
 constexpr unsigned kFullMask = 0xffffffffu;
 
 struct alignas(16) BadPos {
@@ -55,6 +60,53 @@ __device__ __forceinline__ int64_t ResolveId(const EmbeddingArgs& a, int64_t row
   return id < 0 ? id + a.table_rows : id;
 }
 
+// Row access: a dense [rows, dim] table of TT, or row-wise quantized rows (FMT 1 int8, 2 int4;
+// layout in kernels/cpu/quant_format.h) dequantized with one fused multiply-add (one rounding, as
+// the CPU kernels do), so the values equal the CPU's bit for bit.
+template <typename TT, int FMT>
+struct Rows {
+  const uint8_t* base;
+  int64_t dim, bytes;  // row bytes
+  template <int VEC>
+  __device__ __forceinline__ void Load(int64_t idx, int64_t col, float (&v)[VEC]) const {
+    if constexpr (FMT == 0) {
+      LoadVec<TT, VEC>(reinterpret_cast<const TT*>(base) + idx * dim + col, v);
+    } else {
+      const uint8_t* r = base + idx * bytes;
+      float scale, bias;
+      if constexpr (FMT == 1) {
+        scale = LoadUnaligned<float>(r + dim);
+        bias = LoadUnaligned<float>(r + dim + 4);
+      } else {
+        const int64_t nb = (dim + 1) / 2;
+        scale = __half2float(__ushort_as_half(LoadUnaligned<unsigned short>(r + nb)));
+        bias = __half2float(__ushort_as_half(LoadUnaligned<unsigned short>(r + nb + 2)));
+      }
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) {
+        const int64_t j = col + e;
+        int code;
+        if constexpr (FMT == 1) {
+          code = __ldg(r + j);
+        } else {
+          const int b = __ldg(r + j / 2);
+          code = (j & 1) ? (b >> 4) : (b & 15);
+        }
+        v[e] = __fmaf_rn(static_cast<float>(code), scale, bias);
+      }
+    }
+  }
+  // Bytes-level reads of a value the row layout may leave unaligned.
+  template <typename T>
+  __device__ __forceinline__ static T LoadUnaligned(const uint8_t* p) {
+    T t;
+    uint8_t* d = reinterpret_cast<uint8_t*>(&t);
+#pragma unroll
+    for (int i = 0; i < static_cast<int>(sizeof(T)); ++i) d[i] = __ldg(p + i);
+    return t;
+  }
+};
+
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(kFullMask, v, o);
@@ -63,14 +115,15 @@ __device__ __forceinline__ float WarpSum(float v) {
 
 // chunks = dim / VEC; cw = lanes per field group = min(chunks, 32); groups = P (a power of two,
 // 1 when chunks > 32, in which case the chunk loop runs several rounds).
-template <typename TT, typename OT, int VEC>
+template <typename TT, typename OT, int VEC, int FMT>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     EmbeddingKernel(const EmbeddingArgs a, int chunks, int cw, int groups) {
   const int lane = threadIdx.x & 31;
   const int64_t row = blockIdx.x * static_cast<int64_t>(kWarpsPerBlock) + threadIdx.x / 32;
   if (row >= a.rows) return;  // uniform per warp: every shuffle below sees all 32 lanes
 
-  const TT* table = static_cast<const TT*>(a.table);
+  const Rows<TT, FMT> table{static_cast<const uint8_t*>(a.table), a.dim,
+                            FMT == 0 ? 0 : RowBytes(FMT, a.dim)};
   OT* out = a.out.data ? static_cast<OT*>(a.out.data) + row * a.out.ld : nullptr;
   const int g = lane / cw, cl = lane % cw;
   const int64_t dim = a.dim;
@@ -95,7 +148,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         if (!lane_active || fl >= tile) continue;
         float v[VEC];
         if (idx >= 0) {
-          LoadVec<TT, VEC>(table + idx * dim + c * VEC, v);
+          table.template Load<VEC>(idx, c * VEC, v);
         } else {
 #pragma unroll
           for (int e = 0; e < VEC; ++e) v[e] = 0.f;
@@ -155,18 +208,19 @@ Status Check(const EmbeddingArgs& a) {
   }
   if (a.error && !AlignedTo(a.error, 16)) return bad("error must be 16-byte aligned");
   if (!AlignedTo(a.ids, a.ids_int32 ? 4 : 8)) return bad("ids is misaligned");
-  if (!AlignedTo(a.table, SizeOf(a.table_type))) return bad("table is misaligned");
+  if (a.row_format < 0 || a.row_format > 2) return bad("row_format " + Str(a.row_format) + " is not 0, 1 or 2");
+  if (a.row_format == 0 && !AlignedTo(a.table, SizeOf(a.table_type))) return bad("table is misaligned");
   return Status::Ok();
 }
 
-template <typename TT, typename OT, int VEC>
+template <typename TT, typename OT, int VEC, int FMT>
 void Launch(const EmbeddingArgs& a, cudaStream_t stream) {
   const int chunks = static_cast<int>(a.dim / VEC);
   const int cw = std::min(chunks, 32);
   int groups = 1;
   while (groups * 2 * cw <= 32) groups *= 2;
   const int64_t blocks = (a.rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  EmbeddingKernel<TT, OT, VEC>
+  EmbeddingKernel<TT, OT, VEC, FMT>
       <<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(a, chunks, cw, groups);
 }
 
@@ -179,8 +233,28 @@ Status LaunchEmbedding(const EmbeddingArgs& args, cudaStream_t stream) {
     return InvalidArgument("Embedding: rows = " + Str(args.rows) + " is too many for one launch");
   }
   const size_t ts = SizeOf(args.table_type);
-  int vec = VecWidth(args.table, args.dim, args.dim, ts, static_cast<int>(16 / ts));
   const DataType out_type = args.out.data ? args.out.type : DataType::kF32;
+  if (args.row_format != 0) {
+    // Quantized rows: 4 codes per lane where the row layout keeps them 4-aligned (dim % 4 == 0:
+    // int8 rows of dim + 8 bytes, int4 rows of dim / 2 + 4), else one.
+    int vec = args.dim % 4 == 0 ? 4 : 1;
+    if (args.out.data) vec = std::min(vec, VecWidth(args.out.data, args.out.ld, args.dim, SizeOf(out_type), vec));
+    DispatchType(args.table_type, [&](auto t) {
+      using TT = decltype(t);
+      DispatchType(out_type, [&](auto o) {
+        using OT = decltype(o);
+        const bool four = vec == 4;
+        if (args.row_format == 1) {
+          four ? Launch<TT, OT, 4, 1>(args, stream) : Launch<TT, OT, 1, 1>(args, stream);
+        } else {
+          four ? Launch<TT, OT, 4, 2>(args, stream) : Launch<TT, OT, 1, 2>(args, stream);
+        }
+      });
+    });
+    CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    return Status::Ok();
+  }
+  int vec = VecWidth(args.table, args.dim, args.dim, ts, static_cast<int>(16 / ts));
   if (args.out.data) {
     vec = std::min(vec, VecWidth(args.out.data, args.out.ld, args.dim, SizeOf(out_type), vec));
   }
@@ -190,16 +264,16 @@ Status LaunchEmbedding(const EmbeddingArgs& args, cudaStream_t stream) {
       using OT = decltype(o);
       switch (vec) {
         case 8:
-          if constexpr (sizeof(TT) == 2) Launch<TT, OT, 8>(args, stream);
+          if constexpr (sizeof(TT) == 2) Launch<TT, OT, 8, 0>(args, stream);
           break;
         case 4:
-          Launch<TT, OT, 4>(args, stream);
+          Launch<TT, OT, 4, 0>(args, stream);
           break;
         case 2:
-          Launch<TT, OT, 2>(args, stream);
+          Launch<TT, OT, 2, 0>(args, stream);
           break;
         default:
-          Launch<TT, OT, 1>(args, stream);
+          Launch<TT, OT, 1, 0>(args, stream);
           break;
       }
     });

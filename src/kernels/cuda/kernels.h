@@ -48,8 +48,12 @@ struct EmbeddingArgs {
   // an id outside [0, sizes[f]) reads row offsets[f]; without, an id outside the table is an error
   // (an index in [-table_rows, 0) after the offset wraps, as the reference Gather does).
   const int64_t* sizes = nullptr;
-  const void* table = nullptr;       // [table_rows, dim] of table_type
+  const void* table = nullptr;       // [table_rows, dim] of table_type (row_format 0)
   DataType table_type = DataType::kF32;
+  // 1 / 2: `table` holds row-wise int8 / int4 rows (byte layout: kernels/cpu/quant_format.h),
+  // each dequantized as fma(code, scale, bias) (bit for bit the CPU's values);
+  // table_type then describes only table1. 0: a dense table.
+  int row_format = 0;
   View out;                          // out.data null = not written
   float* fm = nullptr;
   const void* table1 = nullptr;      // first-order table [table_rows] (table_type) or null

@@ -18,6 +18,7 @@ CpuInfo Detect() {
   c.fma = __builtin_cpu_supports("fma");
   c.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  c.avx512_vnni = c.avx512 && __builtin_cpu_supports("avx512vnni");
   if (c.avx2 && c.fma && detail::Avx2Kernels()) c.best = Isa::kAvx2;
   if (c.avx512 && c.avx2 && c.fma && detail::Avx512Kernels()) c.best = Isa::kAvx512;
   c.isa = IsaName(c.best);

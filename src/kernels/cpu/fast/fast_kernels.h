@@ -1,4 +1,5 @@
-// Fast CPU kernels for the fused CTR ops (Linear, EmbeddingLookup, FMInteraction, Cross).
+// Fast CPU kernels for the fused CTR ops (Linear, EmbeddingLookup, FMInteraction, Cross) and their
+// int8 forms (QLinear, embeddings from row-wise quantized tables).
 //
 // Every kernel computes what its reference kernel in kernels/cpu/reference/reference_kernels.h
 // computes (float32; sums may be reordered, so results agree to rounding, not bit for bit). Like
@@ -22,6 +23,7 @@
 #include <string>
 
 #include "clickrt/status.h"
+#include "kernels/cpu/quant_format.h"
 
 namespace clickrt::kernels::fast {
 
@@ -37,6 +39,7 @@ struct CpuInfo {
   bool avx2 = false;         // AVX2
   bool fma = false;          // FMA3
   bool avx512 = false;       // AVX-512 F, BW, VL and DQ together
+  bool avx512_vnni = false;  // AVX512_VNNI (vpdpbusd) on top of the above: the int8 GEMM
   Isa best = Isa::kGeneric;  // the widest variant this CPU can run
   std::string isa;           // IsaName(best)
   int threads = 1;           // CPUs this process may run on (affinity mask), >= 1
@@ -48,9 +51,9 @@ const CpuInfo& Cpu();
 // The variant kernels use now: Cpu().best unless ForceIsa() changed it.
 Isa ActiveIsa();
 
-// Uses `isa`'s kernels for every later call and every Linear / Cross created afterwards (objects
-// already created keep theirs). FailedPrecondition if this CPU cannot run it. For tests and
-// benchmarks: must not race with kernels running on other threads.
+// Uses `isa`'s kernels for every later call and every Linear / Cross / QLinear created afterwards
+// (objects already created keep theirs). FailedPrecondition if this CPU cannot run it. For tests
+// and benchmarks: must not race with kernels running on other threads.
 Status ForceIsa(Isa isa);
 
 // ---------------------------------------------------------------------------------------------
@@ -150,6 +153,60 @@ class Cross {
 };
 
 // ---------------------------------------------------------------------------------------------
+// QLinear: int8 Linear with per-channel weight scales, semantics of ref::QLinear / ref::QCross:
+//   acc[m, n] = sum_k q(x[m, k]) * wq[k, n]     (int32, exact; q(x) = clamp(nearbyint(x / x_scale),
+//                                                 -127, 127), half to even, NaN -> -127)
+//   y[m, n]   = act(acc * (x_scale * w_scale[n]) + bias[n])       (Run)
+//   out[m, n] = x0[m, n] * (acc * (x_scale * w_scale[n]) + bias[n]) + xl[m, n]  (RunCross, x = xl)
+// The int32 sums equal the reference's exactly; the float epilogue may use an FMA, so results
+// agree with ref::QLinear to float rounding (~1e-6 relative), not bit for bit.
+//
+// How it runs: x is quantized on the fly, a chunk of rows at a time, into a per-thread buffer
+// (each row once, whatever N); W is packed once into panels; the epilogue (dequantize, bias,
+// activation or Cross) is applied in registers before the store. Kernels:
+//  - avx512 with VNNI ("avx512vnni_qgemm8x48"): vpdpbusd on x codes shifted to uint8 (+128) and
+//    signed weights, 4 k per instruction; 128 * column sums of W, computed at Create, are
+//    subtracted from the sums.
+//  - avx2 ("avx2_qgemm4x24"), also used by avx512 CPUs without VNNI: vpmaddwd on int16 x codes and
+//    sign-extended weights, 2 k per instruction.
+//  - generic ("generic_qgemm4x16"): plain C++.
+// Threads: as Linear (rows or output panels), but below 256K multiply-adds on the caller.
+
+class QLinear {
+ public:
+  // wq: [K, N] int8 row-major, codes in [-127, 127]; w_scale: [N]; bias: [N] or null; x_scale > 0.
+  // All are copied (packed for the active ISA). 1 <= K <= 65536 (int32 sums cannot overflow).
+  // InvalidArgument for null pointers, bad sizes, a non-finite or non-positive x_scale, a
+  // non-finite w_scale, or an unknown activation. pool (may be null) must outlive the QLinear.
+  static StatusOr<std::unique_ptr<QLinear>> Create(const int8_t* wq, int64_t K, int64_t N,
+                                                   const float* w_scale, const float* bias,
+                                                   float x_scale, Activation act, ThreadPool* pool);
+  ~QLinear();
+
+  // y[m, 0:N] (row stride ldy) = act(...) for x[m, 0:K] (row stride ldx), m in [0, M). M may be 0.
+  // y must not overlap x. Thread-safe.
+  Status Run(const float* x, int64_t M, int64_t ldx, float* y, int64_t ldy) const;
+  // Cross epilogue (the int8 DCN-v2 cross layer): out = x0 * (xl @ W * scales + bias) + xl, all
+  // [M, K] with row strides ld0 / ldl / ldo. InvalidArgument unless K == N and act is kNone.
+  // out must not overlap x0 or xl. Thread-safe.
+  Status RunCross(const float* x0, int64_t ld0, const float* xl, int64_t ldl, int64_t M, float* out,
+                  int64_t ldo) const;
+
+  int64_t K() const;
+  int64_t N() const;
+  float x_scale() const;
+  // The kernel used for a given M, e.g. "avx512vnni_qgemm8x48/rows+relu", "avx2_qcross4x24"
+  // (cross: the RunCross kernel). "/rows" or "/panels" as in Linear::name.
+  std::string name(int64_t M = 1, bool cross = false) const;
+
+  struct Impl;
+
+ private:
+  explicit QLinear(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Embeddings and FM (semantics of ref::EmbeddingLookup and ref::FMInteraction).
 //
 // Ids: for row b and field f, id'(b,f) = ids[b*F + f], clamped to 0 when sizes is non-null and the
@@ -184,8 +241,21 @@ struct EmbeddingFmArgs {
   float* fm_out = nullptr;                   // [B] or null
   const float* first_order_table = nullptr;  // [V] or null
   float* first_order_out = nullptr;          // [B]; required when first_order_table is set
+  // A row-wise quantized table (kernels/cpu/quant_format.h) read instead of `table` when
+  // row_format != 0 (RowFormat::kFloat32): qtable holds V rows of RowwiseBytes(row_format, D)
+  // bytes. Rows are dequantized on the fly, bit for bit as ref::DequantizeRow, into emb_out (when
+  // set), and fm_out is bit for bit what the float32 path gives on those floats. The first-order
+  // table stays float32.
+  const uint8_t* qtable = nullptr;
+  int32_t row_format = 0;  // RowFormat
 };
 Status EmbeddingFm(const EmbeddingFmArgs& args, ThreadPool* pool);
+
+// EmbeddingLookup on a quantized table: qtable [V, RowwiseBytes(fmt, D)] bytes; out as
+// EmbeddingLookup's, each row dequantized (bit for bit ref::EmbeddingLookupQ).
+Status EmbeddingLookupQ(const uint8_t* qtable, RowFormat fmt, int64_t V, int64_t D,
+                        const int64_t* ids, int64_t B, int64_t F, const int64_t* offsets,
+                        const int64_t* sizes, float* out, int64_t out_stride, ThreadPool* pool);
 
 // out[b] = FM second-order term of row b's F*D floats at emb + b*in_stride.
 Status FmInteraction(const float* emb, int64_t B, int64_t F, int64_t D, int64_t in_stride,

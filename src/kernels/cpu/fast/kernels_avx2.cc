@@ -239,7 +239,216 @@ CLICKRT_AVX2 float FmRow(const float* const* rows, int64_t F, int64_t D, float* 
   return 0.5f * HorizontalSum(total);
 }
 
-const KernelTable kTable = {1, "avx2", kNr, kMr, Gemm, SmallN, FmRow};
+// ---- int8: x codes as int16, W as int8 pairs (k, k+1) sign-extended on load; vpmaddwd sums the
+// pair into int32 lanes. Panels of kNr columns, kMr rows per micro-kernel (12 accumulators).
+
+constexpr int kQg = 2;  // k values per packed group
+
+CLICKRT_AVX2 void QuantizeRows(const float* x, int64_t ldx, int64_t rows, int64_t K, int64_t Kp,
+                               float x_scale, uint8_t* out, int64_t ldo) {
+  const __m256 s = _mm256_set1_ps(x_scale);
+  const __m256 lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    int16_t* o = reinterpret_cast<int16_t*>(out + r * ldo);
+    for (int64_t k = 0; k < K; k += kV) {
+      const int rem = static_cast<int>(K - k < kV ? K - k : kV);
+      __m256 v = rem == kV ? _mm256_loadu_ps(xr + k) : _mm256_maskload_ps(xr + k, TailMask(rem));
+      v = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v, s), lo), hi);  // NaN -> -127
+      const __m256i i = _mm256_cvtps_epi32(v);
+      const __m128i p = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+      if (rem == kV) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + k), p);
+      } else {
+        alignas(16) int16_t t[kV];
+        _mm_store_si128(reinterpret_cast<__m128i*>(t), p);
+        for (int j = 0; j < rem; ++j) o[k + j] = t[j];
+      }
+    }
+    for (int64_t k = K; k < Kp; ++k) o[k] = 0;
+  }
+}
+
+CLICKRT_AVX2_INLINE void QStore(const QGemmArgs& g, int64_t row, int64_t n, __m256i acc, bool full,
+                                __m256i mask) {
+  if (g.comp)
+    acc = _mm256_sub_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.comp + n)));
+  const __m256 s = _mm256_loadu_ps(g.scale + n);
+  __m256 r = _mm256_cvtepi32_ps(acc);
+  r = g.bias ? _mm256_fmadd_ps(r, s, _mm256_loadu_ps(g.bias + n)) : _mm256_mul_ps(r, s);
+  float* c = g.c + row * g.ldc + n;
+  if (g.x0) {
+    const float* p0 = g.x0 + row * g.ld0 + n;
+    const float* pl = g.xl + row * g.ldl + n;
+    const __m256 x0 = full ? _mm256_loadu_ps(p0) : _mm256_maskload_ps(p0, mask);
+    const __m256 xl = full ? _mm256_loadu_ps(pl) : _mm256_maskload_ps(pl, mask);
+    r = _mm256_fmadd_ps(x0, r, xl);
+  } else if (g.act == 1) {
+    r = _mm256_max_ps(r, _mm256_setzero_ps());
+  } else if (g.act == 2) {
+    alignas(32) float t[kV];
+    _mm256_store_ps(t, r);
+    for (int j = 0; j < kV; ++j) t[j] = Sigmoid(t[j]);
+    r = _mm256_load_ps(t);
+  }
+  if (full) {
+    _mm256_storeu_ps(c, r);
+  } else {
+    _mm256_maskstore_ps(c, mask, r);
+  }
+}
+
+template <int MR, int NV>
+CLICKRT_AVX2 void QMicro(const QGemmArgs& g, int64_t m, const int8_t* b, int64_t n0, int rem) {
+  __m256i c[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) c[i][v] = _mm256_setzero_si256();
+  const uint8_t* a = g.a + m * g.lda;
+  const int64_t lda = g.lda, groups = g.Kp / kQg;
+  for (int64_t kg = 0; kg < groups; ++kg) {
+    __m256i bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      bv[v] = _mm256_cvtepi8_epi16(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + kg * kQg * kNr + v * 2 * kV)));
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      int32_t pair;
+      __builtin_memcpy(&pair, a + i * lda + kg * 4, 4);
+      const __m256i av = _mm256_set1_epi32(pair);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v)
+        c[i][v] = _mm256_add_epi32(c[i][v], _mm256_madd_epi16(av, bv[v]));
+    }
+  }
+  const __m256i mask = TailMask(rem);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v)
+      QStore(g, m + i, n0 + v * kV, c[i][v], v < NV - 1 || rem == kV, mask);
+  }
+}
+
+template <int MR>
+CLICKRT_AVX2 void QMicroNv(const QGemmArgs& g, int64_t m, int64_t p) {
+  const int64_t n0 = p * kNr;
+  const int64_t nc = g.N - n0 < kNr ? g.N - n0 : kNr;
+  const int nv = static_cast<int>((nc + kV - 1) / kV);
+  const int rem = static_cast<int>(nc - (nv - 1) * kV);
+  const int8_t* b = g.packed + p * g.Kp * kNr;
+  switch (nv) {
+    case 1:
+      QMicro<MR, 1>(g, m, b, n0, rem);
+      break;
+    case 2:
+      QMicro<MR, 2>(g, m, b, n0, rem);
+      break;
+    default:
+      QMicro<MR, 3>(g, m, b, n0, rem);
+      break;
+  }
+}
+
+CLICKRT_AVX2 void QGemm(const QGemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  for (int64_t p = p0; p < p1; ++p) {
+    for (int64_t m = m0; m < m1; m += kMr) {
+      switch (m1 - m < kMr ? m1 - m : kMr) {
+        case 1:
+          QMicroNv<1>(g, m, p);
+          break;
+        case 2:
+          QMicroNv<2>(g, m, p);
+          break;
+        case 3:
+          QMicroNv<3>(g, m, p);
+          break;
+        default:
+          QMicroNv<4>(g, m, p);
+          break;
+      }
+    }
+  }
+}
+
+const QGemmKernel kQGemm = {"avx2", kMr, kNr, kQg, 2, 0, 0, QuantizeRows, QGemm};
+
+// The 8 codes at d of an int8 row (an 8-byte load at d < D stays inside the row).
+CLICKRT_AVX2_INLINE __m256 Int8Codes(const uint8_t* r, int64_t d) {
+  const __m128i c = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(r + d));
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
+}
+
+// The 8 codes at d (even) of an int4 row (a 4-byte load at d/2 stays inside the row).
+CLICKRT_AVX2_INLINE __m256 Int4Codes(const uint8_t* r, int64_t d) {
+  int32_t bytes;
+  __builtin_memcpy(&bytes, r + d / 2, 4);
+  const __m128i q = _mm_cvtsi32_si128(bytes), low = _mm_set1_epi8(0x0f);
+  const __m128i lo = _mm_and_si128(q, low), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+}
+
+template <bool kInt4>
+CLICKRT_AVX2 float FmRowQuant(const uint8_t* const* rows, const float* scale, const float* bias,
+                              int64_t F, int64_t D, float* out) {
+  __m256 total = _mm256_setzero_ps();
+  for (int64_t d = 0; d < D; d += kV) {
+    const int rem = static_cast<int>(D - d < kV ? D - d : kV);
+    const __m256i mask = TailMask(rem);
+    __m256 s = _mm256_setzero_ps(), q = _mm256_setzero_ps();
+    for (int64_t f = 0; f < F; ++f) {
+      const __m256 c = kInt4 ? Int4Codes(rows[f], d) : Int8Codes(rows[f], d);
+      __m256 e = _mm256_fmadd_ps(c, _mm256_set1_ps(scale[f]), _mm256_set1_ps(bias[f]));
+      if (rem == kV) {
+        if (out) _mm256_storeu_ps(out + f * D + d, e);
+      } else {
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));  // lanes past D count as 0
+        if (out) _mm256_maskstore_ps(out + f * D + d, mask, e);
+      }
+      s = _mm256_add_ps(s, e);
+      q = _mm256_fmadd_ps(e, e, q);
+    }
+    total = _mm256_add_ps(total, _mm256_fmsub_ps(s, s, q));
+  }
+  return 0.5f * HorizontalSum(total);
+}
+
+CLICKRT_AVX2 float FmRowInt8(const uint8_t* const* rows, const float* scale, const float* bias,
+                             int64_t F, int64_t D, float* out) {
+  return FmRowQuant<false>(rows, scale, bias, F, D, out);
+}
+CLICKRT_AVX2 float FmRowInt4(const uint8_t* const* rows, const float* scale, const float* bias,
+                             int64_t F, int64_t D, float* out) {
+  return FmRowQuant<true>(rows, scale, bias, F, D, out);
+}
+
+template <bool kInt4>
+CLICKRT_AVX2 void DequantRow(const uint8_t* codes, int64_t D, float scale, float bias, float* out) {
+  const __m256 s = _mm256_set1_ps(scale), b = _mm256_set1_ps(bias);
+  for (int64_t d = 0; d < D; d += kV) {
+    const __m256 v = _mm256_fmadd_ps(kInt4 ? Int4Codes(codes, d) : Int8Codes(codes, d), s, b);
+    if (D - d >= kV) {
+      _mm256_storeu_ps(out + d, v);
+    } else {
+      _mm256_maskstore_ps(out + d, TailMask(static_cast<int>(D - d)), v);
+    }
+  }
+}
+
+CLICKRT_AVX2 void DequantInt8(const uint8_t* codes, int64_t D, float scale, float bias,
+                              float* out) {
+  DequantRow<false>(codes, D, scale, bias, out);
+}
+CLICKRT_AVX2 void DequantInt4(const uint8_t* codes, int64_t D, float scale, float bias,
+                              float* out) {
+  DequantRow<true>(codes, D, scale, bias, out);
+}
+
+const KernelTable kTable = {1,     "avx2",      kNr,         kMr,       Gemm,      SmallN,
+                            FmRow, DequantInt8, DequantInt4, FmRowInt8, FmRowInt4, &kQGemm};
 
 }  // namespace
 

@@ -79,7 +79,103 @@ float FmRow(const float* const* rows, int64_t F, int64_t D, float* out) {
   return 0.5f * total;
 }
 
-const KernelTable kTable = {0, "generic", kNr, kMr, Gemm, SmallN, FmRow};
+// ---- int8: signed codes, one k per group, panels of kNr columns.
+
+inline float QEpilogue(const QGemmArgs& g, int64_t m, int64_t n, int32_t acc) {
+  float v = static_cast<float>(acc) * g.scale[n];
+  if (g.bias) v += g.bias[n];
+  if (g.x0) return g.x0[m * g.ld0 + n] * v + g.xl[m * g.ldl + n];
+  if (g.act == 1) return v > 0.f ? v : 0.f;
+  if (g.act == 2) return Sigmoid(v);
+  return v;
+}
+
+void QuantizeRows(const float* x, int64_t ldx, int64_t rows, int64_t K, int64_t Kp, float x_scale,
+                  uint8_t* out, int64_t ldo) {
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t* o = out + r * ldo;
+    for (int64_t k = 0; k < K; ++k) {
+      float v = x[r * ldx + k] / x_scale;
+      v = v > -127.f ? v : -127.f;
+      v = v < 127.f ? v : 127.f;
+      o[k] = static_cast<uint8_t>(static_cast<int8_t>(__builtin_nearbyintf(v)));
+    }
+    for (int64_t k = K; k < Kp; ++k) o[k] = 0;
+  }
+}
+
+void QGemm(const QGemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  for (int64_t m = m0; m < m1; m += kMr) {
+    const int mr = m1 - m < kMr ? static_cast<int>(m1 - m) : kMr;
+    for (int64_t p = p0; p < p1; ++p) {
+      const int8_t* b = g.packed + p * g.Kp * kNr;
+      const int64_t n0 = p * kNr;
+      const int nc = g.N - n0 < kNr ? static_cast<int>(g.N - n0) : kNr;
+      int32_t acc[kMr][kNr] = {};
+      for (int64_t k = 0; k < g.Kp; ++k) {
+        const int8_t* bk = b + k * kNr;
+        for (int i = 0; i < mr; ++i) {
+          const int32_t av = static_cast<int8_t>(g.a[(m + i) * g.lda + k]);
+          for (int j = 0; j < kNr; ++j) acc[i][j] += av * bk[j];
+        }
+      }
+      for (int i = 0; i < mr; ++i) {
+        float* c = g.c + (m + i) * g.ldc + n0;
+        for (int j = 0; j < nc; ++j) c[j] = QEpilogue(g, m + i, n0 + j, acc[i][j]);
+      }
+    }
+  }
+}
+
+const QGemmKernel kQGemm = {"generic_qgemm", kMr, kNr, 1, 1, 0, 0, QuantizeRows, QGemm};
+
+void DequantInt8(const uint8_t* codes, int64_t D, float scale, float bias, float* out) {
+  for (int64_t d = 0; d < D; ++d)
+    out[d] = __builtin_fmaf(static_cast<float>(codes[d]), scale, bias);
+}
+
+void DequantInt4(const uint8_t* codes, int64_t D, float scale, float bias, float* out) {
+  for (int64_t d = 0; d < D; ++d) {
+    const int c = d % 2 ? codes[d / 2] >> 4 : codes[d / 2] & 0x0f;
+    out[d] = __builtin_fmaf(static_cast<float>(c), scale, bias);
+  }
+}
+
+float FmRowInt8(const uint8_t* const* rows, const float* scale, const float* bias, int64_t F,
+                int64_t D, float* out) {
+  float total = 0.f;
+  for (int64_t d = 0; d < D; ++d) {
+    float s = 0.f, q = 0.f;
+    for (int64_t f = 0; f < F; ++f) {
+      const float e = __builtin_fmaf(static_cast<float>(rows[f][d]), scale[f], bias[f]);
+      if (out) out[f * D + d] = e;
+      s += e;
+      q += e * e;
+    }
+    total += s * s - q;
+  }
+  return 0.5f * total;
+}
+
+float FmRowInt4(const uint8_t* const* rows, const float* scale, const float* bias, int64_t F,
+                int64_t D, float* out) {
+  float total = 0.f;
+  for (int64_t d = 0; d < D; ++d) {
+    float s = 0.f, q = 0.f;
+    for (int64_t f = 0; f < F; ++f) {
+      const int c = d % 2 ? rows[f][d / 2] >> 4 : rows[f][d / 2] & 0x0f;
+      const float e = __builtin_fmaf(static_cast<float>(c), scale[f], bias[f]);
+      if (out) out[f * D + d] = e;
+      s += e;
+      q += e * e;
+    }
+    total += s * s - q;
+  }
+  return 0.5f * total;
+}
+
+const KernelTable kTable = {0,     "generic",   kNr,         kMr,       Gemm,      SmallN,
+                            FmRow, DequantInt8, DequantInt4, FmRowInt8, FmRowInt4, &kQGemm};
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/tensor.h"
+#include "kernels/cpu/quant_format.h"
 
 namespace clickrt::kernels::ref {
 
@@ -97,5 +98,76 @@ enum class DinPooling : int32_t {
 StatusOr<Tensor> DinAttention(const Tensor& q, const Tensor& k, const Tensor& mask,
                               const std::vector<DinHiddenLayer>& hidden, const Tensor& w_out,
                               const Tensor& b_out, DinPooling pooling);
+
+}  // namespace clickrt::kernels::ref
+
+namespace clickrt::kernels::ref {
+
+// --- Quantization (issue #6): the int8 / int4 formats and the int8 Linear / Cross they define. ---
+
+// Row-wise quantized embedding tables; the byte layout is specified in kernels/cpu/quant_format.h.
+using kernels::RowFormat;
+using kernels::RowwiseBytes;
+
+// Writes V rows of `table` [V, D] float32 into `out` (V * RowwiseBytes(fmt, D) bytes).
+// InvalidArgument for null pointers, V < 0, D <= 0, an unknown format, a NaN / inf value, or (int4)
+// a row whose range does not fit fp16. Rows whose values are all equal get scale 0 and codes 0.
+Status QuantizeRows(const float* table, int64_t V, int64_t D, RowFormat fmt, uint8_t* out);
+// out[d] = fma(code(d), scale, bias) for one row of `fmt` (a plain copy for kFloat32). `fmt` must
+// be one of the three formats (an unknown one writes zeros).
+void DequantizeRow(const uint8_t* row, int64_t D, RowFormat fmt, float* out);
+// EmbeddingLookup on a quantized table: qtable uint8 [V, RowwiseBytes(fmt, D)]; the ids, offsets,
+// sizes and errors are EmbeddingLookup's. Returns float32 [..., F, D], each row dequantized.
+StatusOr<Tensor> EmbeddingLookupQ(const Tensor& qtable, RowFormat fmt, int64_t D, const Tensor& ids,
+                                  const Tensor* offsets, const Tensor* sizes);
+
+// Symmetric per-output-channel int8 weights: w [K, N] float32 -> wq [K, N] int8 and w_scale [N],
+//   w_scale[n] = max_k |w[k, n]| / 127 (1 when the column is all zeros),
+//   wq[k, n]   = clamp(nearbyint(w[k, n] / w_scale[n]), -127, 127).
+// InvalidArgument for null pointers, K or N <= 0, or a NaN / inf weight.
+Status QuantizeWeightsPerChannel(const float* w, int64_t K, int64_t N, int8_t* wq, float* w_scale);
+
+// Activation quantization with one per-tensor scale:
+//   q(x) = clamp(nearbyint(x / x_scale), -127, 127)
+// rounding half to even (the default FP rounding mode, as cvtps2dq does). The clamp is applied
+// before rounding (same result for integer bounds); NaN quantizes to -127.
+inline int32_t QuantizeActivation(float x, float x_scale) {
+  float v = x / x_scale;
+  v = v > -127.f ? v : -127.f;
+  v = v < 127.f ? v : 127.f;
+  return static_cast<int32_t>(__builtin_nearbyintf(v));
+}
+
+// Int8 Linear: x float32 [..., K], wq int8 [K, N], w_scale float32 [N], bias float32 [N] or null;
+// x_scale > 0 and finite. With acc = sum_k q(x)[m, k] * wq[k, n] summed exactly in integers,
+//   y[m, n] = act(float(acc) * (x_scale * w_scale[n]) + bias[n])
+// where x_scale * w_scale[n] is a float product and the rest is float arithmetic, multiply then
+// add. The fast kernels accumulate in int32 (exact for K <= 65536).
+StatusOr<Tensor> QLinear(const Tensor& x, const Tensor& wq, const Tensor& w_scale,
+                         const Tensor* bias, float x_scale, Activation act);
+// Int8 DCN-v2 cross layer: out = x0 * (QLinear(xl, wq, w_scale, bias, x_scale, kNone)) + xl;
+// x0, xl float32 [M, K]; wq [K, K].
+StatusOr<Tensor> QCross(const Tensor& x0, const Tensor& xl, const Tensor& wq, const Tensor& w_scale,
+                        const Tensor* bias, float x_scale);
+
+}  // namespace clickrt::kernels::ref
+
+namespace clickrt::kernels::ref {
+
+// --- ONNX QuantizeLinear / DequantizeLinear (opsets 10..21; quantize_linear.cc) ---
+// The scale is per tensor when it has one element, else per axis: 1-D of length x.dim(axis)
+// (axis in [-rank, rank)). The zero point, when given, has the scale's shape; absent, it is 0.
+// Block quantization is not supported (the executor refuses block_size before calling these).
+
+// y = saturate(round_half_even(x / scale) + zero_point), codes of `out` (kInt8 or kUInt8; a given
+// zero point's dtype must be `out`). x float32 / float16 / bfloat16 / int32 and scale float32 /
+// float16 / bfloat16 are divided in float32 (x / scale, one float division, as ONNX Runtime does);
+// saturation clamps to the code type's range; NaN quantizes to the zero point.
+StatusOr<Tensor> QuantizeLinear(const Tensor& x, const Tensor& scale, const Tensor* zero_point,
+                                int64_t axis, DType out);
+// y = float(x - zero_point) * scale (the difference exact in integers, one float multiply),
+// of the scale's dtype; x int8 / uint8 / int32, the zero point x's dtype.
+StatusOr<Tensor> DequantizeLinear(const Tensor& x, const Tensor& scale, const Tensor* zero_point,
+                                  int64_t axis);
 
 }  // namespace clickrt::kernels::ref
