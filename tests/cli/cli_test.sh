@@ -8,25 +8,7 @@ SRC="$2"
 DATA=/usr/share/libonnx-testdata/data/node
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-
-# expect NAME WANT_RC PATTERN -- CMD...: runs CMD, checks the exit code and that PATTERN appears
-# in its combined output.
-expect() {
-  local name="$1" want_rc="$2" pattern="$3"
-  shift 4
-  local out rc
-  out="$("$@" 2>&1)"
-  rc=$?
-  if [[ "$rc" == "$want_rc" ]] && grep -q -- "$pattern" <<<"$out"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL $name: exit $rc (want $want_rc), output:"
-    echo "$out" | head -20
-  fi
-}
+source "$(dirname "$0")/expect.sh"
 
 expect help 0 "run" -- "$BIN" --help
 expect run_help 0 "--inputs" -- "$BIN" run --help
@@ -106,5 +88,4 @@ printf '\xff' | dd of="$TMP/flip.engine" bs=1 seek=300 conv=notrunc status=none
 expect corrupt_engine 5 "checksum" -- "$BIN" run --engine "$TMP/flip.engine" --inputs "$M/test_data_set_0"
 expect missing_engine 3 "" -- "$BIN" bench "$TMP/none.engine"
 
-echo "cli: $pass passed, $fail failed"
-[[ "$fail" == 0 ]]
+finish "cli"

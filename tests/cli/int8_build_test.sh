@@ -9,24 +9,7 @@ SRC="$2"
 M="$SRC/models/deepfm"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-
-# expect NAME WANT_RC PATTERN -- CMD...: exit code and a pattern in the combined output.
-expect() {
-  local name="$1" want_rc="$2" pattern="$3"
-  shift 4
-  local out rc
-  out="$("$@" 2>&1)"
-  rc=$?
-  if [[ "$rc" == "$want_rc" ]] && grep -q -- "$pattern" <<<"$out"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL $name: exit $rc (want $want_rc), output:"
-    echo "$out" | tail -25
-  fi
-}
+source "$(dirname "$0")/expect.sh"
 # check NAME PYTHON_EXPR: evaluates EXPR with `m` = the engine's metadata (from inspect).
 check() {
   local name="$1" expr="$2" engine="$3"
@@ -93,5 +76,4 @@ expect missing_calib_data 3 "nope" -- "$BIN" build "$M/model.onnx" -o "$TMP/x.en
 expect eval_needs_labels 1 "label" -- "$BIN" build "$M/model.onnx" -o "$TMP/x.engine" --precision int8 \
   --calib "$M/val_inputs" --eval "$M/sample_inputs"
 
-echo "int8 build: $pass passed, $fail failed"
-[[ "$fail" == 0 ]]
+finish "int8 build"

@@ -9,25 +9,8 @@ SRC="$2"
 M="$SRC/models/deepfm"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-
-# expect NAME WANT_RC PATTERN -- CMD...: runs CMD, checks the exit code and that PATTERN (grep -E)
-# appears in its combined output.
-expect() {
-  local name="$1" want_rc="$2" pattern="$3"
-  shift 4
-  local out rc
-  out="$("$@" 2>&1)"
-  rc=$?
-  if [[ "$rc" == "$want_rc" ]] && grep -qE -- "$pattern" <<<"$out"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL $name: exit $rc (want $want_rc), output:"
-    echo "$out" | head -20
-  fi
-}
+EXPECT_ERE=1
+source "$(dirname "$0")/expect.sh"
 
 C="$TMP/deepfm.calib"
 expect calibrate_help 0 "--calibrator" -- "$BIN" calibrate --help
@@ -76,5 +59,4 @@ expect eval_engine_vs_onnx 0 "AUC drop \(baseline - model\): -?0.00000" -- \
   "$BIN" eval "$TMP/deepfm.engine" --data "$M/val.tsv" --baseline "$M/model.onnx" --batch 1000
 expect eval_unlabelled 1 "has no labels" -- "$BIN" eval "$M/model.onnx" --data "$M/sample_inputs"
 
-echo "quant cli: $pass passed, $fail failed"
-[[ "$fail" == 0 ]]
+finish "quant cli"

@@ -104,27 +104,27 @@ void RegisterBuild(CLI::App& app, int* exit_code) {
                   "cpu: fp32, int8; cuda: fp32, tf32, fp16, bf16 (int8 needs --calib; the CUDA "
                   "runtime does not run INT8 layers yet)")->capture_default_str();
   QuantFlags& q = c->quant;
-  cmd->add_option("--calib", q.calib, "int8: calibration data: a folder of <input>.pb tensors, a .tsv "
+  cmd->add_option("--calib", q.calib.data, "int8: calibration data: a folder of <input>.pb tensors, a .tsv "
                   "(with --schema or schema.json beside it), or the server's requests.log");
-  cmd->add_option("--calib-cache", q.calib_cache, "int8: calibration cache file; reused when it was made "
+  cmd->add_option("--calib-cache", q.calib.cache, "int8: calibration cache file; reused when it was made "
                   "for this model, calibrator, data and clickrt version, written otherwise; one made "
                   "for something else is an error (see --calib-overwrite)");
-  cmd->add_flag("--calib-overwrite", q.calib_overwrite, "Replace a --calib-cache made for another key");
-  cmd->add_option("--calibrator", q.calibrator, "percentile (of |x|, --percentile), entropy (KL "
+  cmd->add_flag("--calib-overwrite", q.calib.overwrite, "Replace a --calib-cache made for another key");
+  cmd->add_option("--calibrator", q.calib.calibrator, "percentile (of |x|, --percentile), entropy (KL "
                   "divergence, TensorRT's method) or minmax; percentile is the default: on the zoo "
                   "models entropy clips the log-dense features and loses 0.01-0.03 AUC "
                   "(docs/QUANTIZATION.md)")
       ->capture_default_str();
-  cmd->add_option("--percentile", q.percentile, "percentile calibrator: the percentile of |x| kept")
+  cmd->add_option("--percentile", q.calib.percentile, "percentile calibrator: the percentile of |x| kept")
       ->capture_default_str();
-  cmd->add_option("--calib-rows", q.calib_rows, "Calibrate on at most this many rows (0 = all)")
+  cmd->add_option("--calib-rows", q.calib.max_rows, "Calibrate on at most this many rows (0 = all)")
       ->capture_default_str();
-  cmd->add_option("--calib-batch", q.calib_batch, "Rows per calibration batch")->capture_default_str();
-  cmd->add_option("--calib-hours", q.calib_hours, "Request-log data: only the last H hours of records "
+  cmd->add_option("--calib-batch", q.calib.batch, "Rows per calibration batch")->capture_default_str();
+  cmd->add_option("--calib-hours", q.calib.hours, "Request-log data: only the last H hours of records "
                   "(0 = all)");
-  cmd->add_option("--edge-cases", q.edge_cases, "Request-log data: a file of hand-picked rows (JSONL or "
+  cmd->add_option("--edge-cases", q.calib.edge_cases, "Request-log data: a file of hand-picked rows (JSONL or "
                   ".tsv) added to the calibration set");
-  cmd->add_option("--schema", q.schema, "schema.json for .tsv data (default: beside the .tsv)");
+  cmd->add_option("--schema", q.calib.schema, "schema.json for .tsv data (default: beside the .tsv)");
   cmd->add_option("--embeddings", q.embeddings, "Embedding table storage: fp32, int8 or int4 (row-wise, "
                   "a scale and bias per row; any precision)")->capture_default_str();
   cmd->add_option("--eval", q.eval, "Labelled validation data: run the accuracy gate (cpu backend): "

@@ -60,8 +60,28 @@ StatusOr<double> CpuAuc(const std::string& onnx, const compiler::BuildOptions& b
 }  // namespace
 
 bool WantsQuantization(const std::string& precision, const QuantFlags& f) {
-  return precision == "int8" || precision == "fp8" || f.embeddings != "fp32" || !f.calib.empty() ||
-         !f.eval.empty();
+  return precision == "int8" || precision == "fp8" || f.embeddings != "fp32" ||
+         !f.calib.data.empty() || !f.eval.empty();
+}
+
+StatusOr<quant::CalibrationJob> MakeCalibrationJob(const CalibFlags& f,
+                                                   std::function<void(const std::string&)> log) {
+  quant::CalibrationJob job;
+  job.data.path = f.data;
+  job.data.format = f.format;
+  job.data.schema = f.schema;
+  job.data.labels = f.labels;
+  job.data.batch_size = f.batch;
+  job.data.max_rows = f.max_rows;
+  job.data.hours = f.hours;
+  job.data.edge_cases = f.edge_cases;
+  ASSIGN_OR_RETURN(job.calibrator.kind, quant::ParseCalibrator(f.calibrator));
+  job.calibrator.percentile = f.percentile;
+  job.calibrator.skip_zeros = f.skip_zeros;
+  job.cache = f.cache;
+  job.overwrite = f.overwrite;
+  job.log = std::move(log);
+  return job;
 }
 
 Status PrepareQuantization(const std::string& onnx, const QuantFlags& f, compiler::BuildOptions* o) {
@@ -70,7 +90,7 @@ Status PrepareQuantization(const std::string& onnx, const QuantFlags& f, compile
     return Unimplemented("precision fp8 is not built yet (INT8 and row-wise embeddings are)");
   }
   const bool int8 = o->precision == "int8";
-  if (!int8 && !f.calib.empty()) {
+  if (!int8 && !f.calib.data.empty()) {
     return InvalidArgument("--calib is for --precision int8 (precision is " + o->precision + ")");
   }
   quant::QuantizeOptions q;
@@ -78,24 +98,14 @@ Status PrepareQuantization(const std::string& onnx, const QuantFlags& f, compile
   q.embeddings = emb;
   auto extra = std::make_shared<nlohmann::json>(nlohmann::json::object());
   if (int8) {
-    if (f.calib.empty()) {
+    if (f.calib.data.empty()) {
       return InvalidArgument(
           "--precision int8 needs --calib DATA (a folder of <input>.pb tensors, a .tsv with its "
           "schema, or the server's request log) for the activation scales");
     }
-    quant::CalibrationJob job;
-    job.data.path = f.calib;
-    job.data.schema = f.schema;
-    job.data.batch_size = f.calib_batch;
-    job.data.max_rows = f.calib_rows;
-    job.data.hours = f.calib_hours;
-    job.data.edge_cases = f.edge_cases;
-    ASSIGN_OR_RETURN(job.calibrator.kind, quant::ParseCalibrator(f.calibrator));
-    job.calibrator.percentile = f.percentile;
-    job.cache = f.calib_cache;
-    job.overwrite = f.calib_overwrite;
-    job.log = [](const std::string& s) { Say("  calibrate: " + s); };
-    Say("[0/4] calibration (" + f.calibrator + ") from " + f.calib);
+    ASSIGN_OR_RETURN(quant::CalibrationJob job,
+                     MakeCalibrationJob(f.calib, [](const std::string& s) { Say("  calibrate: " + s); }));
+    Say("[0/4] calibration (" + f.calib.calibrator + ") from " + f.calib.data);
     auto cr = quant::CalibrateModel(onnx, Pipeline(*o), job);
     if (!cr.ok()) return cr.status().WithContext("calibration");
     q.act_scales = cr->table.scale;
@@ -117,7 +127,7 @@ Status PrepareQuantization(const std::string& onnx, const QuantFlags& f, compile
     RETURN_IF_ERROR(passes::RunPipeline(*graph, Pipeline(*o), nullptr));
     quant::DatasetOptions dopt;
     dopt.path = f.eval;
-    dopt.schema = f.schema;
+    dopt.schema = f.calib.schema;
     dopt.require_labels = true;
     ASSIGN_OR_RETURN(auto data, quant::Dataset::Open(dopt, quant::InputSpecs(*graph)));
     std::vector<quant::QuantizableLayer> layers;

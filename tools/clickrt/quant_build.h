@@ -5,18 +5,29 @@
 #include <string>
 
 #include "compiler/compiler.h"
+#include "quant/calibrate_model.h"
 
 namespace clickrt::cli {
 
-struct QuantFlags {
-  std::string calib;        // calibration data (tensor folder, .tsv, request log)
-  std::string calib_cache;  // cache file: reused when its key matches, else written
-  bool calib_overwrite = false;
+// Where calibration data comes from and how it is turned into scales: the flags `clickrt
+// calibrate` and `clickrt build --precision int8` share.
+struct CalibFlags {
+  std::string data;  // tensor folder, .tsv, request log
+  std::string format = "auto", schema, labels, edge_cases;
   std::string calibrator = "percentile";
-  double percentile = 99.99;
-  int64_t calib_rows = 0, calib_batch = 256;
-  double calib_hours = 0;
-  std::string edge_cases, schema;
+  double percentile = 99.99, hours = 0;
+  int64_t batch = 256, max_rows = 0;
+  bool skip_zeros = false;
+  std::string cache;  // calibration cache file ("" = none)
+  bool overwrite = false;
+};
+
+// The library's job for these flags (progress lines go to `log`; null = silent).
+StatusOr<quant::CalibrationJob> MakeCalibrationJob(const CalibFlags& f,
+                                                   std::function<void(const std::string&)> log);
+
+struct QuantFlags {
+  CalibFlags calib;
   std::string embeddings = "fp32";  // fp32 | int8 | int4
   std::string eval;                 // labelled validation data: runs the accuracy gate
   double max_auc_drop = 0.001;
