@@ -488,7 +488,7 @@ struct Schema::Impl {
   // Appends slot `i`'s entry for `value` to `out`; `invalid` more is counted (an hour that
   // gives no derived value).
   void AddEntry(size_t i, const std::string* value, int32_t invalid, EncodedRow* out) const;
-  EncodedRowPtr EncodeRow(const FeatureRow& row) const;
+  std::unique_ptr<EncodedRow> EncodeRow(const FeatureRow& row) const;
 };
 
 void Schema::Impl::MakeSlots() {
@@ -540,8 +540,8 @@ void Schema::Impl::AddEntry(size_t i, const std::string* value, int32_t invalid,
   out->Add(e);
 }
 
-EncodedRowPtr Schema::Impl::EncodeRow(const FeatureRow& row) const {
-  auto out = std::make_shared<EncodedRow>();
+std::unique_ptr<EncodedRow> Schema::Impl::EncodeRow(const FeatureRow& row) const {
+  auto out = std::make_unique<EncodedRow>();
   out->schema_id = id;
   if (row.empty()) return out;
   for (size_t i = 0; i < field_slots; ++i) {
@@ -643,7 +643,7 @@ EncodedRowPtr Schema::Encoded(const StoredRow& row) const {
       return EncodedRowPtr(EncodedRowPtr(), slot.encoding.load(std::memory_order_acquire));
     }
   }
-  EncodedRowPtr made = impl_->EncodeRow(row.values());
+  std::unique_ptr<EncodedRow> made = impl_->EncodeRow(row.values());
   for (int i = 0; i < StoredRow::kEncodingSlots; ++i) {
     StoredRow::EncodingSlot& slot = row.encoding_slot(i);
     uint64_t holder = slot.schema.load(std::memory_order_acquire);
@@ -651,12 +651,12 @@ EncodedRowPtr Schema::Encoded(const StoredRow& row) const {
     if (!slot.schema.compare_exchange_strong(holder, kSlotClaimed, std::memory_order_acq_rel)) {
       continue;
     }
-    auto* kept = new EncodedRow(*made);
+    const EncodedRow* kept = made.release();
     delete slot.encoding.exchange(kept, std::memory_order_acq_rel);
     slot.schema.store(id, std::memory_order_release);
     return EncodedRowPtr(EncodedRowPtr(), kept);
   }
-  return made;  // every slot held by another live schema
+  return EncodedRowPtr(std::move(made));  // every slot held by another live schema
 }
 
 StoredRow::~StoredRow() {

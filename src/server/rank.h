@@ -1,6 +1,8 @@
 // Ranking: a user, a request context and candidate ads in; the top k ads by predicted CTR out.
 //
 //   fetch `user:<id>` and every `item:<ad>` in one MultiGet (deadline: feature_timeout_ms)
+//   -> each row's encoding (Schema::Encoded: made once per stored row and schema, kept with the
+//      row; only the request's context is encoded per request)
 //   -> Schema::Assemble with layers {request context, item row, user row} per candidate
 //   -> ModelVersion::Infer (the dynamic batcher; split at max_batch)
 //   -> top k by the score output's first column, ties broken by ad id.

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 #include "features/tsv_rows.h"
 #include "zoo_rows.h"
@@ -365,6 +367,43 @@ TEST(Schema, ASlotOfASchemaThatIsGoneIsReused) {
   for (const auto& schema : {schemas[0], schemas[2], schemas[3]}) {
     EXPECT_EQ(schema->Encoded(row), schema->Encoded(row));  // theirs untouched
   }
+}
+
+// Readers of live schemas race with schemas that come and go (their slots reused): every
+// reader still assembles the right value from the row's kept encoding.
+TEST(Schema, EncodingsAreSharedSafelyAcrossThreads) {
+  const std::string text = R"({"schema_version": 1, "inputs": [
+    {"name": "x", "dtype": "int64", "shape": ["batch", 1], "fields": [
+      {"name": "v", "kind": "categorical", "encoding": "vocab", "size": 4,
+       "tokens": ["a", "b", "c"]}]}]})";
+  std::vector<std::unique_ptr<StoredRow>> rows;
+  for (const char* v : {"a", "b", "c", "zz"}) {
+    rows.push_back(std::make_unique<StoredRow>(FeatureRow{{"v", v}}));
+  }
+  const std::vector<int64_t> want = {1, 2, 3, 0};
+  std::atomic<bool> wrong{false};
+  auto reader = [&] {
+    auto schema = MustParse(text);
+    for (int i = 0; i < 2000 && schema != nullptr; ++i) {
+      const size_t r = static_cast<size_t>(i) % rows.size();
+      EncodedRowPtr e = schema->Encoded(*rows[r]);
+      AssemblyLayers one;
+      one.rows = {e.get()};
+      auto got = schema->Assemble(one, nullptr);
+      if (!got.ok() || got->at("x").data<int64_t>()[0] != want[r]) wrong = true;
+    }
+  };
+  auto churn = [&] {  // short-lived schemas take slots and leave them
+    for (int i = 0; i < 200; ++i) {
+      auto schema = MustParse(text);
+      for (const auto& row : rows) (void)schema->Encoded(*row);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) threads.emplace_back(reader);
+  threads.emplace_back(churn);
+  for (auto& t : threads) t.join();
+  EXPECT_FALSE(wrong);
 }
 
 TEST(Schema, ErrorsNameTheSourceAndTheField) {

@@ -61,6 +61,24 @@ TEST(RankJsonFastPath, AgreesWithTheGeneralDecoder) {
       R"({"user_id":"u","candidates":["a"],"version":2.5})",
       R"({"user_id":"u","user_id":"v","candidates":["a"]})",
       R"({"user_id":"u","candidates":["a"],"candidates":["b"]})",
+      R"({"user_id":-0,"candidates":[-0,0,-12,"x"],"k":3})",
+      R"({"user_id":"u","candidates":[01]})",
+      R"({"user_id":"u","candidates":[123456789012345678901]})",
+      R"({"user_id":"u","candidates":[1234567890123456789]})",
+      R"({"user_id":"u","candidates":[-9223372036854775808]})",
+      R"({"user_id":"u","candidates":[5e2]})",
+      R"({"user_id":"u","candidates":["a"],"context":{"t":true,"f":false,"n":-12,"s":"x y"}})",
+      R"({"user_id":"u","candidates":["a"],"context":{"x":tru}})",
+      R"({"user_id":"u","candidates":["a",]})",
+      R"({"user_id":"u","candidates":["a"],})",
+      R"({"user_id":"u","candidates":["a"],"context":{}})",
+      R"({"user_id":"u","candidates":["a"],"context":{"a":1,}})",
+      "{ \"user_id\" :\t\"u\" ,\r\n \"candidates\" : [ \"a\" , 5 ] }\n",
+      R"({"user_id":"u","candidates":["tab\there"]})",
+      "{\"user_id\":\"u\",\"candidates\":[\"raw\ttab\"]}",
+      R"({"user_id":"u","candidates":["a"],"model":"m","version":"7","k":1})",
+      R"({"user_id":"u","candidates":["a"],"version":-3})",
+      R"({"user_id":"u","candidates":["a"],"k":true})",
   };
   for (const char* body : bodies) {
     SCOPED_TRACE(body);
@@ -75,8 +93,10 @@ TEST(RankJsonFastPath, AgreesWithTheGeneralDecoder) {
   EXPECT_EQ(Describe(DecodeRankJson(R"({"model":"m","version":"2","user_id":17,)"
                                     R"("context":{"I1":3,"b":false},"candidates":["a",5],"k":1})")),
             "model=m version=2 user=17 k=1 context={I1:3;b:false;} candidates=[a;5;]");
-  for (const char* bad : {"", "nope", "[1]", "\"s\"", "3", R"({"user_id":"u",)",
-                          R"({"user_id":"u","candidates":["a"]} x)", "{\"user_id\":\"\xff\"}"}) {
+  for (const char* bad :
+       {"", "nope", "[1]", "\"s\"", "3", "{}", R"({"user_id":"u",)",
+        R"({"user_id":"u","candidates":["a"]}})", R"({"user_id":"u","candidates":["a")",
+        R"({"user_id":"u","candidates":["a"]} x)", "{\"user_id\":\"\xff\"}"}) {
     SCOPED_TRACE(bad);
     auto r = DecodeRankJson(bad);
     ASSERT_FALSE(r.ok());

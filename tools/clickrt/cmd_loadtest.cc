@@ -248,6 +248,7 @@ struct Conn {
   bool resent = false;    // the request in flight was already sent again once
   uint32_t watching = 0;  // the epoll events asked for
   bool connecting = false;
+  bool unproven = false;  // opened, no reply on it yet
   int64_t request = -1;
   Clock::time_point t0;        // latency counts from here (the scheduled time in the open loop)
   Clock::time_point deadline;  // --timeout-ms after it went out
@@ -276,8 +277,9 @@ class Sender {
     c.fd = -1;
     c.reused = false;
     c.watching = 0;
-    if (c.connecting) --connecting_;
     c.connecting = false;
+    if (c.unproven) --unproven_;
+    c.unproven = false;
   }
 
   // Opens `c`'s connection. `wait`: block until it is made (before the clock starts); else the
@@ -300,7 +302,8 @@ class Sender {
     }
     if (wait) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     c.connecting = rc != 0;
-    if (c.connecting) ++connecting_;
+    c.unproven = true;
+    ++unproven_;
     c.fd = fd;
     c.watching = c.connecting ? EPOLLIN | EPOLLOUT : EPOLLIN;
     epoll_event ev{};
@@ -330,7 +333,6 @@ class Sender {
     int error = 0;
     socklen_t len = sizeof error;
     c.connecting = false;
-    --connecting_;
     if (getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0) {
       return Lost(c, "transport_Connection");
     }
@@ -406,6 +408,8 @@ class Sender {
       Close(c);
     } else {
       c.reused = true;
+      if (c.unproven) --unproven_;
+      c.unproven = false;
     }
     Finish(c, r.status == 200 ? std::string() : "http_" + std::to_string(r.status));
   }
@@ -467,7 +471,12 @@ class Sender {
   sockaddr_storage address_{};
   socklen_t address_len_ = 0;
   int64_t in_flight_ = 0;
-  int connecting_ = 0;  // non-blocking connects under way
+  // Connections not yet known to be accepted (no reply on them yet). The server's listen
+  // backlog is short (5 in cpp-httplib) and its accept thread may wait for a core: at most
+  // kUnproven connections are opened before one of them has answered, so the loop never makes
+  // the kernel drop a SYN (a 1 s retry, counted in that request's latency).
+  static constexpr int kUnproven = 4;
+  int unproven_ = 0;
   bool have_pwait2_ = true;
   Results* results_ = nullptr;
 };
@@ -480,13 +489,13 @@ Status Sender::Run(Results* results, double* elapsed_s) {
   const bool open = cmd_.mode == "open";
   conns_.resize(static_cast<size_t>(open ? cmd_.connections : cmd_.clients));
   for (auto it = conns_.rbegin(); it != conns_.rend(); ++it) idle_.push_back(&*it);
-  // Connections are made before the clock starts (every client's in the closed loop, a few
-  // in the open loop), so the measurement is of requests, not of a burst of handshakes (which a
-  // short listen backlog answers with a 1 s SYN retry). The open loop opens more, one at a time,
-  // when every open one is busy, and gives the next request the most recently freed one, so no
-  // more stay open than the load keeps busy (an idle keep-alive connection is not free for the
-  // server: it polls it).
-  const size_t warm = open ? std::min<size_t>(conns_.size(), 4) : conns_.size();
+  // Connections are made before the clock starts (every client's in the closed loop, 8 in the
+  // open loop), so the measurement is of requests, not of a burst of handshakes (which a short
+  // listen backlog answers with a 1 s SYN retry). The open loop opens more when every open one
+  // is busy (see kUnproven), and gives the next request the most recently freed one, so no more
+  // are busy than the load needs (an idle keep-alive connection is not free for the server: it
+  // polls it).
+  const size_t warm = open ? std::min<size_t>(conns_.size(), 8) : conns_.size();
   for (size_t i = 0; i < warm; ++i) Connect(*idle_[idle_.size() - 1 - i], true);
   const auto start = Clock::now();
   const auto end = cmd_.duration_s > 0 ? start + std::chrono::duration_cast<Clock::duration>(
@@ -505,12 +514,12 @@ Status Sender::Run(Results* results, double* elapsed_s) {
     if (open) {
       while (next < limit && scheduled(next) <= now && scheduled(next) < end) due.push_back(next++);
       while (!due.empty() && !idle_.empty()) {
-        if (idle_.back()->fd < 0) {  // prefer an open connection; open one at a time
+        if (idle_.back()->fd < 0) {  // prefer an open connection; see `unproven_`
           auto open_one =
               std::find_if(idle_.rbegin(), idle_.rend(), [](const Conn* c) { return c->fd >= 0; });
           if (open_one != idle_.rend()) {
             std::swap(*open_one, idle_.back());
-          } else if (connecting_ > 0) {
+          } else if (unproven_ >= kUnproven) {
             break;
           }
         }
