@@ -198,8 +198,10 @@ TEST(QuantRefTest, ActivationRoundsHalfToEvenAndClamps) {
   EXPECT_EQ(ref::QuantizeActivation(1.25f, 0.5f), 2);  // 2.5 -> 2
   EXPECT_EQ(ref::QuantizeActivation(-0.75f, 0.5f), -2);
   EXPECT_EQ(ref::QuantizeActivation(100.f, 0.5f), 127);
-  EXPECT_EQ(ref::QuantizeActivation(-100.f, 0.5f), -127);
-  EXPECT_EQ(ref::QuantizeActivation(std::nanf(""), 0.5f), -127);
+  EXPECT_EQ(ref::QuantizeActivation(-100.f, 0.5f), -128);  // ONNX int8 saturation
+  EXPECT_EQ(ref::QuantizeActivation(-63.75f, 0.5f), -128);  // -127.5: half to even
+  EXPECT_EQ(ref::QuantizeActivation(-63.25f, 0.5f), -126);  // -126.5: half to even
+  EXPECT_EQ(ref::QuantizeActivation(std::nanf(""), 0.5f), -128);
 }
 
 TEST(QuantRefTest, QLinearRejectsBadInput) {

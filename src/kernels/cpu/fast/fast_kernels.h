@@ -155,7 +155,7 @@ class Cross {
 // ---------------------------------------------------------------------------------------------
 // QLinear: int8 Linear with per-channel weight scales, semantics of ref::QLinear / ref::QCross:
 //   acc[m, n] = sum_k q(x[m, k]) * wq[k, n]     (int32, exact; q(x) = clamp(nearbyint(x / x_scale),
-//                                                 -127, 127), half to even, NaN -> -127)
+//                                                 -128, 127), half to even, NaN -> -128)
 //   y[m, n]   = act(acc * (x_scale * w_scale[n]) + bias[n])       (Run)
 //   out[m, n] = x0[m, n] * (acc * (x_scale * w_scale[n]) + bias[n]) + xl[m, n]  (RunCross, x = xl)
 // The int32 sums equal the reference's exactly; the float epilogue may use an FMA, so results

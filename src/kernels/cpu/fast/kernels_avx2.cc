@@ -247,14 +247,14 @@ constexpr int kQg = 2;  // k values per packed group
 CLICKRT_AVX2 void QuantizeRows(const float* x, int64_t ldx, int64_t rows, int64_t K, int64_t Kp,
                                float x_scale, uint8_t* out, int64_t ldo) {
   const __m256 s = _mm256_set1_ps(x_scale);
-  const __m256 lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+  const __m256 lo = _mm256_set1_ps(-128.f), hi = _mm256_set1_ps(127.f);
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ldx;
     int16_t* o = reinterpret_cast<int16_t*>(out + r * ldo);
     for (int64_t k = 0; k < K; k += kV) {
       const int rem = static_cast<int>(K - k < kV ? K - k : kV);
       __m256 v = rem == kV ? _mm256_loadu_ps(xr + k) : _mm256_maskload_ps(xr + k, TailMask(rem));
-      v = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v, s), lo), hi);  // NaN -> -127
+      v = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v, s), lo), hi);  // NaN -> -128
       const __m256i i = _mm256_cvtps_epi32(v);
       const __m128i p = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
       if (rem == kV) {

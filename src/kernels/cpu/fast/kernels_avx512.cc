@@ -247,7 +247,7 @@ constexpr int kQg = 4;  // k values per packed group
 CLICKRT_VNNI void QuantizeRowsU8(const float* x, int64_t ldx, int64_t rows, int64_t K, int64_t Kp,
                                  float x_scale, uint8_t* out, int64_t ldo) {
   const __m512 s = _mm512_set1_ps(x_scale);
-  const __m512 lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
+  const __m512 lo = _mm512_set1_ps(-128.f), hi = _mm512_set1_ps(127.f);
   const __m512i shift = _mm512_set1_epi32(128);
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ldx;
@@ -255,7 +255,7 @@ CLICKRT_VNNI void QuantizeRowsU8(const float* x, int64_t ldx, int64_t rows, int6
     for (int64_t k = 0; k < K; k += kV) {
       const __mmask16 mask = static_cast<__mmask16>(K - k >= kV ? 0xffffu : (1u << (K - k)) - 1u);
       __m512 v = _mm512_maskz_loadu_ps(mask, xr + k);
-      v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, s), lo), hi);  // NaN -> -127
+      v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, s), lo), hi);  // NaN -> -128
       const __m512i i = _mm512_add_epi32(_mm512_cvtps_epi32(v), shift);
       _mm_mask_storeu_epi8(o + k, mask, _mm512_cvtepi32_epi8(i));
     }

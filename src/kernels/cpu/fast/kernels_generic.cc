@@ -96,7 +96,7 @@ void QuantizeRows(const float* x, int64_t ldx, int64_t rows, int64_t K, int64_t 
     uint8_t* o = out + r * ldo;
     for (int64_t k = 0; k < K; ++k) {
       float v = x[r * ldx + k] / x_scale;
-      v = v > -127.f ? v : -127.f;
+      v = v > -128.f ? v : -128.f;
       v = v < 127.f ? v : 127.f;
       o[k] = static_cast<uint8_t>(static_cast<int8_t>(__builtin_nearbyintf(v)));
     }

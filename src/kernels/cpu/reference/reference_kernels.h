@@ -128,12 +128,14 @@ StatusOr<Tensor> EmbeddingLookupQ(const Tensor& qtable, RowFormat fmt, int64_t D
 Status QuantizeWeightsPerChannel(const float* w, int64_t K, int64_t N, int8_t* wq, float* w_scale);
 
 // Activation quantization with one per-tensor scale:
-//   q(x) = clamp(nearbyint(x / x_scale), -127, 127)
-// rounding half to even (the default FP rounding mode, as cvtps2dq does). The clamp is applied
-// before rounding (same result for integer bounds); NaN quantizes to -127.
+//   q(x) = clamp(nearbyint(x / x_scale), -128, 127)
+// rounding half to even (the default FP rounding mode, as cvtps2dq does): ONNX QuantizeLinear's
+// int8 saturation, so a QDQ model's fused layers see the codes its pairs define (a calibrated
+// scale maps the threshold to 127; -128 is reached only below -127.5 * x_scale). The clamp is
+// applied before rounding (same result for integer bounds); NaN quantizes to -128.
 inline int32_t QuantizeActivation(float x, float x_scale) {
   float v = x / x_scale;
-  v = v > -127.f ? v : -127.f;
+  v = v > -128.f ? v : -128.f;
   v = v < 127.f ? v : 127.f;
   return static_cast<int32_t>(__builtin_nearbyintf(v));
 }
