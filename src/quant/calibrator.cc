@@ -5,6 +5,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "quant/quantize_graph.h"
 #include "reference/executor.h"
 
 namespace clickrt::quant {
@@ -76,25 +77,14 @@ StatusOr<double> Threshold(const Histogram& h, const CalibratorOptions& o) {
 }
 
 std::vector<std::string> CalibrationTargets(const ir::Graph& graph) {
+  // Exactly the values quantize_graph reads a scale for: one definition of what a GEMM layer
+  // quantizes.
   std::vector<std::string> names;
   std::set<std::string> seen;
-  for (const auto& node : graph.nodes()) {
-    std::vector<size_t> slots;
-    switch (node->op) {
-      case ir::OpKind::kLinear:
-        slots = {0};
-        break;  // x
-      case ir::OpKind::kCross:
-        slots = {0, 1};
-        break;  // x0, xl
-      default:
-        break;
-    }
-    for (size_t s : slots) {
-      const ir::Value* v = node->input(s);
-      if (v == nullptr || v->constant || v->dtype != DType::kFloat32) continue;
-      if (seen.insert(v->name).second) names.push_back(v->name);
-    }
+  for (const QuantizableLayer& l : QuantizableLayers(graph)) {
+    const ir::Value* v = graph.FindValue(l.input);
+    if (v == nullptr || v->constant || v->dtype != DType::kFloat32) continue;
+    if (seen.insert(l.input).second) names.push_back(l.input);
   }
   return names;
 }

@@ -1,8 +1,8 @@
 // Post-training calibration: the per-tensor scales of the activations INT8 layers read.
 //
 // Which tensors: by default CalibrationTargets(graph) — on the graph after the pass pipeline, the
-// non-constant float32 activation inputs of the fused GEMM layers: Linear's x and Cross's x0 and
-// xl (quant/quantize_graph.h quantizes Linear's x and Cross's xl with these scales).
+// values quant/quantize_graph.h reads a scale for: the non-constant float32 input each INT8-capable
+// layer quantizes (QuantizableLayers: Linear's x, Cross's xl).
 //
 // How: the reference executor runs the graph over the calibration set twice, watching the target
 // values through its observer hook. Pass 1 finds each tensor's amax = max |x|; pass 2 fills a

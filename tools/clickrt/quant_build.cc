@@ -97,6 +97,7 @@ Status PrepareQuantization(const std::string& onnx, const QuantFlags& f, compile
   q.int8_layers = int8;
   q.embeddings = emb;
   auto extra = std::make_shared<nlohmann::json>(nlohmann::json::object());
+  std::unique_ptr<ir::Graph> graph;  // after the passes; the calibration's, else imported below
   if (int8) {
     if (f.calib.data.empty()) {
       return InvalidArgument(
@@ -106,7 +107,7 @@ Status PrepareQuantization(const std::string& onnx, const QuantFlags& f, compile
     ASSIGN_OR_RETURN(quant::CalibrationJob job,
                      MakeCalibrationJob(f.calib, [](const std::string& s) { Say("  calibrate: " + s); }));
     Say("[0/4] calibration (" + f.calib.calibrator + ") from " + f.calib.data);
-    auto cr = quant::CalibrateModel(onnx, Pipeline(*o), job);
+    auto cr = quant::CalibrateModel(onnx, Pipeline(*o), job, &graph);
     if (!cr.ok()) return cr.status().WithContext("calibration");
     q.act_scales = cr->table.scale;
     o->calibration_sha256 = TableSha256(cr->table);
@@ -123,8 +124,10 @@ Status PrepareQuantization(const std::string& onnx, const QuantFlags& f, compile
           "the accuracy gate (--eval) builds and runs cpu engines only; for a cuda engine, "
           "compare it with `clickrt eval ENGINE --data DATA --baseline FLOAT_ENGINE`");
     }
-    ASSIGN_OR_RETURN(auto graph, onnx_import::ImportModel(onnx));
-    RETURN_IF_ERROR(passes::RunPipeline(*graph, Pipeline(*o), nullptr));
+    if (!graph) {
+      ASSIGN_OR_RETURN(graph, onnx_import::ImportModel(onnx));
+      RETURN_IF_ERROR(passes::RunPipeline(*graph, Pipeline(*o), nullptr));
+    }
     quant::DatasetOptions dopt;
     dopt.path = f.eval;
     dopt.schema = f.calib.schema;
